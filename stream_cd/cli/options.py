@@ -1,0 +1,97 @@
+"""Flags shared by the commands that run the pipeline (``worker`` and ``replay``)."""
+
+from __future__ import annotations
+
+import argparse
+
+from stream_cd.config import PipelineConfig
+from stream_cd.specs import PRESETS
+from stream_cd.triggers import TriggerSettings
+
+__all__ = ["add_model_flags", "add_topic_flags", "config_from_args", "positive_int", "positive_float"]
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{value} must be positive")
+    return value
+
+
+def add_model_flags(parser: argparse.ArgumentParser) -> None:
+    presets = ", ".join(sorted(PRESETS))
+    g = parser.add_argument_group("models")
+    g.add_argument("--model", default="logreg", metavar="SPEC",
+                   help=f"champion model: a preset ({presets}) or package.module:factory (default: logreg)")
+    g.add_argument("--shadow", default="none", metavar="SPEC|none",
+                   help="challenger scored on the same stream, never served (default: none)")
+    g.add_argument("--task", default="auto", choices=("auto", "classification", "regression"),
+                   help="auto: the preset's task, else bool/str/int labels are classes and other numbers regression")
+    d = parser.add_argument_group("drift")
+    d.add_argument("--drift", default="adwin", choices=("adwin", "none"),
+                   help="ADWIN on the champion's loss; only a rise in loss is drift (default: adwin)")
+    d.add_argument("--on-drift", default="challenge", choices=("challenge", "reset"),
+                   help="challenge: a fresh retrain becomes the shadow challenger; reset: it replaces the champion (default: challenge)")
+    d.add_argument("--drift-delta", type=positive_float, default=0.002, metavar="D", help="ADWIN delta (default: 0.002)")
+    c = parser.add_argument_group("comparator")
+    c.add_argument("--alpha", type=positive_float, default=0.01, help="significance level for a promotion (default: 0.01)")
+    c.add_argument("--min-sample", type=positive_int, default=1000, metavar="N", help="paired events before the first test (default: 1000)")
+    c.add_argument("--window", type=positive_int, default=5000, metavar="N", help="sliding window of paired events (default: 5000)")
+    c.add_argument("--compare-every", type=positive_int, default=500, metavar="N", help="paired events between tests (default: 500)")
+    c.add_argument("--drop-budget", type=positive_int, default=20000, metavar="N",
+                   help="drop a challenger not better after this many paired events (default: 20000)")
+    t = parser.add_argument_group("update triggers (each firing starts a stateless retrain as challenger)")
+    t.add_argument("--every-seconds", type=positive_float, metavar="T", help="time trigger: every T seconds of event time")
+    t.add_argument("--performance-threshold", type=float, metavar="X",
+                   help="performance trigger: rolling accuracy below X (classification) or MAE above X (regression)")
+    t.add_argument("--performance-window", type=positive_int, default=1000, metavar="N", help="events in the rolling metric (default: 1000)")
+    vol = t.add_mutually_exclusive_group()
+    vol.add_argument("--volume-every", type=positive_int, metavar="N", help="volume trigger: every N labeled events")
+    vol.add_argument("--volume-growth", type=positive_float, metavar="PCT", help="volume trigger: when the labeled events grew by PCT percent")
+    parser.add_argument("--max-event-bytes", type=positive_int, default=64 * 1024, metavar="B",
+                        help="larger messages are invalid and go to the dead-letter topic (default: 65536)")
+
+
+def add_topic_flags(parser: argparse.ArgumentParser, events: bool = True) -> None:
+    parser.add_argument("--topic-prefix", default="stream-cd", metavar="P",
+                        help="topics are P.events, P.decisions, P.dead-letter, ... (default: stream-cd)")
+    if events:
+        parser.add_argument("--topic", metavar="T", help="events topic (default: <prefix>.events)")
+
+
+def config_from_args(args: argparse.Namespace) -> PipelineConfig:
+    """The pipeline configuration the flags describe."""
+    return PipelineConfig(
+        task=args.task,
+        model=args.model,
+        shadow=args.shadow,
+        drift=args.drift,
+        on_drift=args.on_drift,
+        drift_delta=args.drift_delta,
+        alpha=args.alpha,
+        min_sample=args.min_sample,
+        window=args.window,
+        compare_every=args.compare_every,
+        drop_budget=args.drop_budget,
+        triggers=TriggerSettings(
+            every_s=args.every_seconds,
+            performance_below=args.performance_threshold,
+            performance_window=args.performance_window,
+            volume_every=args.volume_every,
+            volume_growth_pct=args.volume_growth,
+        ),
+        max_event_bytes=args.max_event_bytes,
+    )

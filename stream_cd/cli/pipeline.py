@@ -1,0 +1,278 @@
+"""The pipeline commands: ``worker``, ``replay``, ``decisions`` and ``generate``.
+
+Kafka-facing work is imported from ``consumers``/``producers`` only when a
+command needs a broker, so the embedded path runs without touching Kafka.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import orjson
+
+from stream_cd.cli.options import add_model_flags, add_topic_flags, config_from_args, positive_float, positive_int
+from stream_cd.decisions import Decision
+from stream_cd.report import decision_line, summary_json, summary_table
+from stream_cd.transport import Topics
+
+__all__ = ["register"]
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    _register_worker(commands)
+    _register_replay(commands)
+    _register_decisions(commands)
+    _register_generate(commands)
+
+
+# -- worker -------------------------------------------------------------------
+
+
+def _register_worker(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "worker",
+        help="train models from a Kafka topic as a consumer-group member",
+        description="Consume events from Kafka in a consumer group, train one champion per model key on every "
+        "labeled event, publish decisions to <prefix>.decisions and bad messages to <prefix>.dead-letter. "
+        "SIGTERM or SIGINT finishes the current batch and exits cleanly.",
+    )
+    p.add_argument("--bootstrap", required=True, metavar="HOST:PORT", help="Kafka bootstrap address")
+    add_topic_flags(p)
+    p.add_argument("--group", metavar="G", help="consumer group (default: <prefix>.workers)")
+    p.add_argument("--max-events", type=positive_int, metavar="N", help="stop after N consumed messages (valid or not)")
+    p.add_argument("--idle-exit", type=positive_float, metavar="SECONDS", help="stop after SECONDS with no new message")
+    p.add_argument("--batch-size", type=positive_int, default=2000, metavar="N", help="messages per poll (default: 2000)")
+    p.add_argument("--json", action="store_true", help="print decisions as JSON lines and end with the JSON summary line")
+    add_model_flags(p)
+    p.set_defaults(run=_worker)
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _decision_printer(as_json: bool, stream=None):
+    out = stream or sys.stdout
+
+    def show(decision: Decision) -> None:
+        d = decision.to_dict()
+        out.write((orjson.dumps(d).decode() if as_json else decision_line(d)) + "\n")
+        out.flush()
+
+    return show
+
+
+def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
+    print(summary_json(summary) if as_json else summary_table(summary), flush=True)
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from consumers.worker import run_kafka_worker
+    from stream_cd.pipeline import Pipeline
+
+    pipeline = Pipeline(config_from_args(args))
+    topics = Topics(args.topic_prefix, args.topic or "")
+    group = args.group or f"{args.topic_prefix}.workers"
+    with _stop_on_signals() as stop:
+        run_kafka_worker(
+            args.bootstrap,
+            topics,
+            group,
+            pipeline,
+            max_events=args.max_events,
+            idle_exit=args.idle_exit,
+            stop=stop,
+            on_decision=_decision_printer(args.json, sys.stdout if args.json else sys.stderr),
+            batch_size=args.batch_size,
+        )
+    _print_summary(pipeline.summary(), args.json)
+    return 0
+
+
+# -- replay -------------------------------------------------------------------
+
+
+def _register_replay(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "replay",
+        help="replay a recorded stream into Kafka, or run the whole pipeline in-process",
+        description="With --bootstrap, produce FILE's events to Kafka keyed by model key. Without it, run the "
+        "whole pipeline in this process on the embedded transport, print decisions as they happen and the "
+        "summary at the end.",
+    )
+    p.add_argument("file", metavar="FILE", help="events as .jsonl (one JSON object a line) or .csv with a header; - for JSONL on stdin")
+    p.add_argument("--bootstrap", metavar="HOST:PORT", help="Kafka bootstrap address; without it, run in-process")
+    add_topic_flags(p)
+    p.add_argument("--rate", type=positive_float, metavar="EVENTS_PER_S", help="pace the replay at this many events per second")
+    p.add_argument("--label", default="y", metavar="COLUMN", help="label column of a CSV file (default: y)")
+    p.add_argument("--json", action="store_true", help="in-process: one JSON decision a line, then the JSON summary line")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_model_flags(p)
+    p.set_defaults(run=_replay)
+
+
+@contextmanager
+def _progress(path: str, enabled: bool) -> Iterator[Any]:
+    """A progress bar on stderr over the file's events (a count when the total is unknown)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    total = _count_lines(path) if enabled and path != "-" else None
+    progress = Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        disable=not enabled,
+        transient=False,
+        redirect_stdout=True,
+    )
+    with progress:
+        task = progress.add_task("events", total=total)
+        yield lambda n: progress.advance(task, n)
+
+
+def _count_lines(path: str) -> int | None:
+    if path.lower().endswith(".csv"):
+        return None
+    try:
+        with open(path, "rb") as handle:
+            return sum(1 for line in handle if line.strip())
+    except OSError:
+        return None
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from stream_cd.sources import read_events
+
+    events = read_events(args.file, label=args.label)
+    show_progress = not args.no_progress and sys.stderr.isatty()
+    if args.bootstrap:
+        from producers.replay import replay_to_kafka
+
+        topic = Topics(args.topic_prefix, args.topic or "").events
+        with _progress(args.file, show_progress) as advance:
+            sent = replay_to_kafka(events, args.bootstrap, topic, rate=args.rate, on_sent=advance)
+        print(f"replayed {sent} events to {topic} at {args.bootstrap}", file=sys.stderr)
+        return 0
+    return _replay_embedded(args, events, show_progress)
+
+
+def _paced(events: Iterator[bytes], rate: float | None) -> Iterator[bytes]:
+    if not rate:
+        yield from events
+        return
+    start = time.monotonic()
+    for i, raw in enumerate(events):
+        delay = start + i / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        yield raw
+
+
+def _replay_embedded(args: argparse.Namespace, events: Iterator[bytes], show_progress: bool) -> int:
+    from stream_cd.embedded import EmbeddedTransport
+    from stream_cd.pipeline import Pipeline
+    from stream_cd.worker import run_worker
+
+    pipeline = Pipeline(config_from_args(args))
+    topics = Topics(args.topic_prefix, args.topic or "")
+    transport = EmbeddedTransport(_paced(events, args.rate), topic=topics.events, keep=False)
+    with _stop_on_signals() as stop, _progress(args.file, show_progress) as advance:
+        run_worker(
+            transport,
+            pipeline,
+            topics,
+            stop=stop,
+            on_decision=_decision_printer(args.json),
+            on_batch=advance,
+            batch_size=500,
+        )
+    _print_summary(pipeline.summary(), args.json)
+    return 0
+
+
+# -- decisions ----------------------------------------------------------------
+
+
+def _register_decisions(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "decisions",
+        help="print decisions from the control topic, one JSON object a line",
+        description="Read <prefix>.decisions (read_committed, without joining a consumer group) and print one "
+        "JSON decision a line. Without --follow it stops at the end of the topic.",
+    )
+    p.add_argument("--bootstrap", required=True, metavar="HOST:PORT", help="Kafka bootstrap address")
+    add_topic_flags(p, events=False)
+    p.add_argument("--from-beginning", action="store_true", help="start at the oldest stored decision (default: only new ones)")
+    p.add_argument("--follow", action="store_true", help="keep waiting for new decisions")
+    p.add_argument("--max", type=positive_int, metavar="N", help="stop after N decisions")
+    p.add_argument("--key", metavar="K", help="only decisions of model key K")
+    p.set_defaults(run=_decisions)
+
+
+def _decisions(args: argparse.Namespace) -> int:
+    from consumers.decisions import subscribe_decisions
+
+    with _stop_on_signals() as stop:
+        for decision in subscribe_decisions(
+            args.bootstrap,
+            Topics(args.topic_prefix).decisions,
+            from_beginning=args.from_beginning,
+            follow=args.follow,
+            max_decisions=args.max,
+            key=args.key,
+        ):
+            print(orjson.dumps(decision).decode(), flush=True)
+            if stop.is_set():
+                break
+    return 0
+
+
+# -- generate -----------------------------------------------------------------
+
+
+def _register_generate(commands: argparse._SubParsersAction) -> None:
+    from stream_cd.datasets import GENERATORS
+
+    p = commands.add_parser(
+        "generate",
+        help="write a synthetic or bundled event stream as JSONL",
+        description="Write events from River's generators and bundled datasets as JSONL, one event a line. "
+        "--drift-at K switches abruptly to another concept at event K.",
+    )
+    p.add_argument("name", choices=sorted(GENERATORS), help="the stream")
+    p.add_argument("--n", type=int, default=10_000, metavar="N", help="number of events (default: 10000)")
+    p.add_argument("--seed", type=int, default=42, metavar="S", help="random seed (default: 42)")
+    p.add_argument("--drift-at", type=int, metavar="K", help="abrupt concept change at event K")
+    p.add_argument("--key", default="default", metavar="K", help="model key of every event (default: default)")
+    p.add_argument("--out", metavar="FILE", help="write to FILE instead of stdout")
+    p.set_defaults(run=_generate)
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from stream_cd.datasets import generate
+
+    events = generate(args.name, args.n, args.seed, args.drift_at, args.key)
+    out = open(args.out, "wb") if args.out else sys.stdout.buffer
+    try:
+        for event in events:
+            out.write(orjson.dumps(event) + b"\n")
+    finally:
+        if args.out:
+            out.close()
+        else:
+            out.flush()
+    return 0

@@ -1,0 +1,108 @@
+"""Pipeline configuration: one frozen object, checked when it is made.
+
+>>> cfg = PipelineConfig.from_mapping({"model": "logreg", "shadow": "hoeffding-tree"})
+>>> cfg.model, cfg.shadow, cfg.drift, cfg.on_drift
+('logreg', 'hoeffding-tree', 'adwin', 'challenge')
+>>> PipelineConfig.from_mapping({"modle": "logreg"})
+Traceback (most recent call last):
+...
+stream_cd.errors.ConfigError: unknown configuration key 'modle'; known keys: alpha, compare_every, drift, drift_delta, drop_budget, max_event_bytes, min_sample, model, on_drift, shadow, task, triggers, window
+>>> PipelineConfig(alpha=1.5)
+Traceback (most recent call last):
+...
+stream_cd.errors.ConfigError: alpha 1.5 must lie strictly between 0 and 1
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from stream_cd.errors import ConfigError
+from stream_cd.events import DEFAULT_MAX_EVENT_BYTES
+from stream_cd.specs import ModelSpec
+from stream_cd.tasks import TASKS
+from stream_cd.triggers import TriggerSettings
+
+__all__ = ["PipelineConfig"]
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything that shapes how each model key learns and is judged.
+
+    Parameters
+    ----------
+    task
+        ``classification``, ``regression`` or ``auto`` (the preset's task, else inferred from the first label).
+    model
+        Champion spec: a preset or ``package.module:factory``.
+    shadow
+        Challenger spec scored on the same stream, or ``none``.
+    drift
+        ``adwin`` (rising-loss ADWIN on the champion's loss) or ``none``.
+    on_drift
+        ``challenge``: the retrain becomes the challenger; ``reset``: it replaces the champion at once.
+    drift_delta
+        ADWIN's delta.
+    alpha, min_sample, window, compare_every, drop_budget
+        Comparator: significance level, pairs before the first test, sliding window,
+        pairs between tests, pairs after which a challenger that is not better is dropped.
+    triggers
+        Time, performance and volume triggers.
+    max_event_bytes
+        Larger messages are invalid.
+    """
+
+    task: str = "auto"
+    model: str = "logreg"
+    shadow: str = "none"
+    drift: str = "adwin"
+    on_drift: str = "challenge"
+    drift_delta: float = 0.002
+    alpha: float = 0.01
+    min_sample: int = 1000
+    window: int = 5000
+    compare_every: int = 500
+    drop_budget: int = 20000
+    triggers: TriggerSettings = field(default_factory=TriggerSettings)
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+
+    def __post_init__(self) -> None:
+        _choice("task", self.task, TASKS)
+        _choice("drift", self.drift, ("adwin", "none"))
+        _choice("on_drift", self.on_drift, ("challenge", "reset"))
+        ModelSpec.parse(self.model)
+        if self.shadow != "none":
+            ModelSpec.parse(self.shadow)
+        if not 0 < self.alpha < 1:
+            raise ConfigError(f"alpha {self.alpha} must lie strictly between 0 and 1")
+        if not 0 < self.drift_delta < 1:
+            raise ConfigError(f"drift_delta {self.drift_delta} must lie strictly between 0 and 1")
+        for name in ("min_sample", "window", "compare_every", "drop_budget", "max_event_bytes"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} {getattr(self, name)} must be at least 1")
+        if self.window < self.min_sample:
+            raise ConfigError(f"window {self.window} is smaller than min_sample {self.min_sample}; make it at least as large")
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> "PipelineConfig":
+        """Build from a mapping, rejecting keys that are not settings."""
+        known = {f.name for f in fields(cls)}
+        for key in values:
+            if key not in known:
+                raise ConfigError(f"unknown configuration key {key!r}; known keys: {', '.join(sorted(known))}")
+        values = dict(values)
+        if isinstance(values.get("triggers"), Mapping):
+            trigger_known = {f.name for f in fields(TriggerSettings)}
+            for key in values["triggers"]:
+                if key not in trigger_known:
+                    raise ConfigError(f"unknown trigger setting {key!r}; known: {', '.join(sorted(trigger_known))}")
+            values["triggers"] = TriggerSettings(**values["triggers"])
+        return cls(**values)
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name} {value!r} is not one of {', '.join(allowed)}")

@@ -1,0 +1,164 @@
+"""Events: decoding and validating the JSON objects that feed the models.
+
+An event is one JSON object (see the design notes)::
+
+    {"key": "default", "id": "e1", "ts": 1732600000000,
+     "x": {"feature": 1.5, "colour": "red"}, "y": true}
+
+``y`` absent means a prediction request. Feature values are finite numbers,
+strings or booleans. Anything else raises :class:`~stream_cd.errors.InvalidEvent`
+with a reason; the worker sends such messages to the dead-letter topic.
+
+>>> ev = decode_event(b'{"key": "shop", "x": {"a": 1.5, "c": "red"}, "y": true}')
+>>> ev.key, ev.x, ev.y, ev.labeled
+('shop', {'a': 1.5, 'c': 'red'}, True, True)
+>>> decode_event(b'{"x": {"a": [1, 2]}}')
+Traceback (most recent call last):
+...
+stream_cd.errors.InvalidEvent: feature 'a' is a list; features must be finite numbers, strings or booleans
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from stream_cd.errors import InvalidEvent
+
+__all__ = ["Event", "decode_event", "encode_event", "DEFAULT_KEY", "DEFAULT_MAX_EVENT_BYTES"]
+
+DEFAULT_KEY = "default"
+DEFAULT_MAX_EVENT_BYTES = 64 * 1024
+_MISSING = object()
+_JSON_TYPE = {dict: "an object", list: "a list", type(None): "null", str: "a string",
+              bool: "a boolean", int: "a number", float: "a number"}
+
+
+@dataclass(slots=True)
+class Event:
+    """A decoded, valid event. ``y`` is None for a prediction request."""
+
+    key: str
+    x: dict[str, float | str | bool]
+    y: Any = None
+    id: str | None = None
+    ts: int | None = None
+    session: str | None = None
+    source: str | None = None
+
+    @property
+    def labeled(self) -> bool:
+        """Whether the event carries a label (and so is learned from)."""
+        return self.y is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The event as its JSON object, without empty fields."""
+        out: dict[str, Any] = {"key": self.key}
+        for name in ("id", "ts", "session", "source"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        out["x"] = self.x
+        if self.y is not None:
+            out["y"] = self.y
+        return out
+
+
+def encode_event(event: Event) -> bytes:
+    """Encode an event as compact JSON bytes.
+
+    >>> encode_event(Event(key="k", x={"a": 1}, y=False))
+    b'{"key":"k","x":{"a":1},"y":false}'
+    """
+    return orjson.dumps(event.to_dict())
+
+
+def _kind(value: object) -> str:
+    return _JSON_TYPE.get(type(value), type(value).__name__)
+
+
+def _check_features(x: object) -> dict[str, float | str | bool]:
+    if x is _MISSING:
+        raise InvalidEvent("x is missing; an event needs an object of features in x")
+    if not isinstance(x, dict):
+        raise InvalidEvent(f"x is {_kind(x)}; it must be an object of features")
+    for name, value in x.items():
+        kind = type(value)
+        if kind is str or kind is bool or kind is int:
+            continue
+        if kind is float:
+            if not math.isfinite(value):
+                raise InvalidEvent(f"feature {name!r} is {value}; features must be finite")
+            continue
+        raise InvalidEvent(
+            f"feature {name!r} is {_kind(value)}; features must be finite numbers, strings or booleans"
+        )
+    return x
+
+
+def _check_label(y: object) -> Any:
+    if y is None or type(y) in (bool, str, int):
+        return y
+    if type(y) is float:
+        if not math.isfinite(y):
+            raise InvalidEvent(f"label y is {y}; labels must be finite")
+        return y
+    raise InvalidEvent(f"label y is {_kind(y)}; it must be a boolean, string or number")
+
+
+def _optional_str(obj: dict, name: str) -> str | None:
+    value = obj.get(name)
+    if value is None:
+        return None
+    if type(value) is str:
+        return value
+    if type(value) is int:
+        return str(value)
+    raise InvalidEvent(f"{name} is {_kind(value)}; it must be a string")
+
+
+def decode_event(raw: bytes, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Event:
+    """Decode and validate one event from its JSON bytes.
+
+    Raises :class:`InvalidEvent` naming what is wrong: oversized or undecodable
+    bytes, a value that is not an object, a missing or non-object ``x``, a
+    nested, null or non-finite feature, a label that is not a scalar, or a key,
+    id, session or source of the wrong type.
+
+    >>> decode_event(b'[1]')
+    Traceback (most recent call last):
+    ...
+    stream_cd.errors.InvalidEvent: event is a list; it must be a JSON object
+    >>> decode_event(b'{"x": {}}', max_bytes=4)
+    Traceback (most recent call last):
+    ...
+    stream_cd.errors.InvalidEvent: event is 9 bytes, over the limit of 4 bytes
+    """
+    if raw is None:
+        raise InvalidEvent("message has no value")
+    if len(raw) > max_bytes:
+        raise InvalidEvent(f"event is {len(raw)} bytes, over the limit of {max_bytes} bytes")
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as err:
+        raise InvalidEvent(f"not valid JSON: {err}") from None
+    if type(obj) is not dict:
+        raise InvalidEvent(f"event is {_kind(obj)}; it must be a JSON object")
+    key = obj.get("key", DEFAULT_KEY)
+    if type(key) is not str or not key:
+        raise InvalidEvent(f"key is {key!r}; it must be a non-empty string")
+    ts = obj.get("ts")
+    if ts is not None and (type(ts) is not int or ts < 0):
+        raise InvalidEvent(f"ts is {ts!r}; it must be epoch milliseconds as a whole number")
+    return Event(
+        key=key,
+        x=_check_features(obj.get("x", _MISSING)),
+        y=_check_label(obj.get("y")),
+        id=_optional_str(obj, "id"),
+        ts=ts,
+        session=_optional_str(obj, "session") or _optional_str(obj, "user"),
+        source=_optional_str(obj, "source"),
+    )

@@ -1,0 +1,257 @@
+"""One model key's learning state: champion, challenger, drift detector,
+comparator, triggers, served metric, versions and counts.
+
+:meth:`ModelSlot.learn` runs progressive validation on a labeled event
+(predict, score, then learn) for the champion and the challenger, and returns
+the decisions that event caused.
+
+>>> from stream_cd.config import PipelineConfig
+>>> from river import datasets
+>>> slot = ModelSlot("phish", PipelineConfig(model="logreg", drift="none"))
+>>> for x, y in datasets.Phishing():
+...     _ = slot.learn(x, y, ts=0)
+>>> summary = slot.summary()
+>>> summary["metric"]["name"], round(summary["metric"]["value"], 4), summary["champion_version"]
+('Accuracy', 0.8928, 'v1.0')
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stream_cd.comparator import PairedComparator, make_comparator
+from stream_cd.config import PipelineConfig
+from stream_cd.decisions import Decision
+from stream_cd.drift import RisingLossDetector
+from stream_cd.errors import InvalidEvent
+from stream_cd.specs import ModelSpec
+from stream_cd.tasks import Task, check_label, infer_task, loss_of, make_metric
+from stream_cd.triggers import Trigger, build_triggers
+from stream_cd.versions import Version, VersionBook
+
+__all__ = ["Candidate", "ModelSlot"]
+
+
+class Candidate:
+    """A model with its spec and version."""
+
+    __slots__ = ("spec", "model", "version", "learned")
+
+    def __init__(self, spec: ModelSpec, version: Version) -> None:
+        self.spec = spec
+        self.model = spec.build()
+        self.version = version
+        self.learned = 0
+
+    def predict(self, x: dict) -> Any:
+        try:
+            return self.model.predict_one(x)
+        except Exception as err:  # a model that cannot use this event must not stop the worker
+            raise InvalidEvent(f"model {self.spec} ({self.version}) cannot predict this event: {err!r}") from None
+
+    def learn(self, x: dict, y: Any) -> None:
+        try:
+            self.model.learn_one(x, y)
+        except Exception as err:
+            raise InvalidEvent(f"model {self.spec} ({self.version}) cannot learn this event: {err!r}") from None
+        self.learned += 1
+
+
+class ModelSlot:
+    """Learning state of one model key."""
+
+    def __init__(self, key: str, config: PipelineConfig) -> None:
+        self.key = key
+        self.config = config
+        self.spec = ModelSpec.parse(config.model)
+        self.shadow_spec = None if config.shadow == "none" else ModelSpec.parse(config.shadow)
+        self.task: Task | None = None if config.task == "auto" else config.task  # type: ignore[assignment]
+        if self.task is None and self.spec.task is not None:
+            self.task = self.spec.task  # type: ignore[assignment]
+        if self.task is not None:
+            self._check_specs(self.task)
+        self.book = VersionBook()
+        self.champion = Candidate(self.spec, self.book.birth(self.spec.name, "start", 0))
+        self.challenger: Candidate | None = None
+        if self.shadow_spec is not None:
+            self.challenger = Candidate(
+                self.shadow_spec, self.book.birth(self.shadow_spec.name, "shadow", 0)
+            )
+        self.metric = make_metric(self.task) if self.task else None
+        self.detector = self._new_detector()
+        self.comparator: PairedComparator | None = None
+        self.triggers: list[Trigger] = []
+        if self.task:
+            self._start_judging()
+        self.events_seen = 0
+        self.learned = 0
+        self.retrains = 0
+        self.promotions = 0
+        self.drops = 0
+        self.resets = 0
+
+    # -- set-up -------------------------------------------------------------
+
+    def _check_specs(self, task: str) -> None:
+        self.spec.check_task(task)
+        if self.shadow_spec is not None:
+            self.shadow_spec.check_task(task)
+
+    def _new_detector(self) -> RisingLossDetector | None:
+        return RisingLossDetector(self.config.drift_delta) if self.config.drift == "adwin" else None
+
+    def _new_comparator(self) -> PairedComparator:
+        c = self.config
+        return make_comparator(
+            self.task or "classification",
+            alpha=c.alpha,
+            min_sample=c.min_sample,
+            window=c.window,
+            every=c.compare_every,
+            budget=c.drop_budget,
+        )
+
+    def _start_judging(self) -> None:
+        self.metric = make_metric(self.task)  # type: ignore[arg-type]
+        self.comparator = self._new_comparator()
+        self.triggers = build_triggers(self.config.triggers, self.task)  # type: ignore[arg-type]
+
+    def _fix_task(self, y: Any) -> None:
+        task = infer_task(y)
+        self._check_specs(task)
+        self.task = task
+        self._start_judging()
+
+    # -- serving and learning ----------------------------------------------
+
+    @property
+    def champion_version(self) -> str:
+        return str(self.champion.version)
+
+    @property
+    def challenger_version(self) -> str | None:
+        return None if self.challenger is None else str(self.challenger.version)
+
+    def predict(self, x: dict) -> Any:
+        """Serve the champion's prediction for a prediction request."""
+        self.events_seen += 1
+        return self.champion.predict(x)
+
+    def learn(self, x: dict, y: Any, ts: int) -> list[Decision]:
+        """Progressive validation on one labeled event; return the decisions it caused."""
+        if self.task is None:
+            self._fix_task(y)
+        task = self.task
+        y = check_label(task, y)  # type: ignore[arg-type]
+        champion = self.champion
+        y_pred = champion.predict(x)
+        challenger = self.challenger
+        if challenger is not None:
+            c_pred = challenger.predict(x)
+            challenger.learn(x, y)
+        champion.learn(x, y)
+        if y_pred is not None:
+            self.metric.update(y, y_pred)  # type: ignore[union-attr]
+        loss = loss_of(task, y, y_pred)  # type: ignore[arg-type]
+        self.events_seen += 1
+        self.learned += 1
+
+        decisions: list[Decision] = []
+        if challenger is not None:
+            verdict = self.comparator.update(loss, loss_of(task, y, c_pred))  # type: ignore[union-attr,arg-type]
+            if verdict is not None:
+                decisions.append(self._judge(verdict.action, verdict.evidence, ts))
+        detector = self.detector
+        if detector is not None and detector.update(loss):
+            decisions.append(self._on_drift(ts))
+        for trigger in self.triggers:
+            if trigger.observe(ts, self.events_seen, loss):
+                decisions.append(self._retrain(trigger.name, ts, {"trigger": trigger.name}))
+        return decisions
+
+    # -- decisions -----------------------------------------------------------
+
+    def _decision(self, action: str, trigger: str, ts: int, evidence: dict[str, Any], challenger: str | None) -> Decision:
+        return Decision(
+            model_key=self.key,
+            action=action,
+            trigger=trigger,
+            champion_version=self.champion_version,
+            challenger_version=challenger,
+            events_seen=self.events_seen,
+            evidence=evidence,
+            ts=ts,
+        )
+
+    def _judge(self, action: str, evidence: dict[str, Any], ts: int) -> Decision:
+        challenger = self.challenger
+        assert challenger is not None
+        if action == "promote":
+            decision = self._decision("promote", "comparator", ts, evidence, str(challenger.version))
+            self.challenger, self.champion = self.champion, challenger
+            self.promotions += 1
+            self.comparator = self._new_comparator()
+            self.detector = self._new_detector()
+            return decision
+        if action == "drop":
+            decision = self._decision("drop", "comparator", ts, evidence, str(challenger.version))
+            self.challenger = None
+            self.comparator = self._new_comparator()
+            self.drops += 1
+            return decision
+        return self._decision("keep", "comparator", ts, evidence, str(challenger.version))
+
+    def _drift_evidence(self) -> dict[str, Any]:
+        detector = self.detector
+        assert detector is not None
+        return {
+            "detector": "adwin",
+            "delta": detector.delta,
+            "recent_loss": round(detector.adwin.estimation, 6),
+            "recent_width": detector.adwin.width,
+        }
+
+    def _on_drift(self, ts: int) -> Decision:
+        evidence = self._drift_evidence()
+        if self.config.on_drift == "reset":
+            old = self.champion
+            self.champion = Candidate(
+                self.spec, self.book.birth(self.spec.name, "drift", self.events_seen, parent=old.version)
+            )
+            self.resets += 1
+            self.retrains += 1
+            self.detector = self._new_detector()
+            evidence["replaced"] = str(old.version)
+            return self._decision("reset", "drift", ts, evidence, None if self.challenger is None else self.challenger_version)
+        return self._retrain("drift", ts, evidence)
+
+    def _retrain(self, trigger: str, ts: int, evidence: dict[str, Any]) -> Decision:
+        """Start a fresh model of the champion's spec as the challenger."""
+        spec = self.champion.spec
+        if self.challenger is not None:
+            evidence = {**evidence, "replaced_challenger": self.challenger_version}
+        self.challenger = Candidate(
+            spec, self.book.birth(spec.name, trigger, self.events_seen, parent=self.champion.version)
+        )
+        self.comparator = self._new_comparator()
+        self.retrains += 1
+        return self._decision("retrain", trigger, ts, evidence, self.challenger_version)
+
+    # -- reporting -----------------------------------------------------------
+
+    def summary(self) -> dict[str, Any]:
+        """The per-key part of the run summary."""
+        metric = self.metric
+        return {
+            "champion_version": self.champion_version,
+            "challenger_version": self.challenger_version,
+            "task": self.task,
+            "metric": None
+            if metric is None
+            else {"name": type(metric).__name__, "value": metric.get()},
+            "events_seen": self.events_seen,
+            "learned": self.learned,
+            "retrains": self.retrains,
+            "promotions": self.promotions,
+            "drops": self.drops,
+        }

@@ -1,0 +1,104 @@
+"""Model specs: how a model is named on the command line and built afresh.
+
+A spec is either a preset name or ``package.module:factory``, where the factory
+is a zero-argument callable returning a River model. Building a spec always
+gives a fresh, untrained model, which is what a stateless retrain needs.
+
+>>> spec = ModelSpec.parse("logreg")
+>>> spec.name, spec.task
+('logreg', 'classification')
+>>> model = spec.build()
+>>> [type(step).__name__ for step in model.steps.values()]
+['StandardScaler', 'LogisticRegression']
+>>> type(ModelSpec.parse("river.linear_model:LinearRegression").build()).__name__
+'LinearRegression'
+>>> ModelSpec.parse("forest")
+Traceback (most recent call last):
+...
+stream_cd.errors.ConfigError: unknown model spec 'forest': use a preset (adaptive-tree, arf, arf-reg, hoeffding-tree, hoeffding-tree-reg, linreg, logreg) or package.module:factory
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from river import forest, linear_model, preprocessing, tree
+
+from stream_cd.errors import ConfigError
+
+__all__ = ["ModelSpec", "PRESETS"]
+
+
+def _logreg() -> Any:
+    return preprocessing.StandardScaler() | linear_model.LogisticRegression()
+
+
+def _linreg() -> Any:
+    return preprocessing.StandardScaler() | linear_model.LinearRegression()
+
+
+PRESETS: dict[str, tuple[Callable[[], Any], str]] = {
+    "logreg": (_logreg, "classification"),
+    "hoeffding-tree": (tree.HoeffdingTreeClassifier, "classification"),
+    "adaptive-tree": (lambda: tree.HoeffdingAdaptiveTreeClassifier(seed=42), "classification"),
+    "arf": (lambda: forest.ARFClassifier(seed=42), "classification"),
+    "linreg": (_linreg, "regression"),
+    "hoeffding-tree-reg": (tree.HoeffdingTreeRegressor, "regression"),
+    "arf-reg": (lambda: forest.ARFRegressor(seed=42), "regression"),
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A named recipe for a fresh River model."""
+
+    name: str
+    factory: Callable[[], Any]
+    task: str | None  # None: a user's factory, fits whatever task it was written for
+
+    @classmethod
+    def parse(cls, text: str) -> "ModelSpec":
+        """Parse a preset name or ``package.module:factory``."""
+        text = text.strip()
+        if text in PRESETS:
+            factory, task = PRESETS[text]
+            return cls(text, factory, task)
+        if ":" in text:
+            return cls(text, _import_factory(text), None)
+        presets = ", ".join(sorted(PRESETS))
+        raise ConfigError(f"unknown model spec {text!r}: use a preset ({presets}) or package.module:factory")
+
+    def build(self) -> Any:
+        """A fresh, untrained model of this spec."""
+        model = self.factory()
+        if not hasattr(model, "learn_one") or not hasattr(model, "predict_one"):
+            raise ConfigError(f"model spec {self.name!r} built {type(model).__name__}, which has no learn_one/predict_one")
+        return model
+
+    def check_task(self, task: str) -> None:
+        """Raise :class:`ConfigError` if this spec cannot serve ``task``."""
+        if self.task is not None and self.task != task:
+            raise ConfigError(f"model spec {self.name!r} is for {self.task}, but the task is {task}; pick a {task} model")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def _import_factory(text: str) -> Callable[[], Any]:
+    module_name, _, attr = text.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ConfigError(f"model spec {text!r}: cannot import module {module_name!r} ({err})") from None
+    factory = module
+    for part in attr.split("."):
+        factory = getattr(factory, part, None)
+        if factory is None:
+            raise ConfigError(f"model spec {text!r}: module {module_name!r} has no {attr!r}")
+    if not callable(factory):
+        raise ConfigError(f"model spec {text!r}: {attr!r} is not callable")
+    return factory
+
