@@ -244,6 +244,7 @@ class ModelSlot:
         metric = self.metric
         return {
             "champion_version": self.champion_version,
+            "champion_spec": self.champion.spec.name,
             "challenger_version": self.challenger_version,
             "task": self.task,
             "metric": None

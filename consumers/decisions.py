@@ -1,0 +1,85 @@
+"""Read decisions from the control topic, as an iterator for programs and for ``stream-cd decisions``.
+
+Reads with ``isolation_level=read_committed`` and without a consumer group: it
+assigns every partition itself, so a subscriber never moves anyone's offsets.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+from kafka import KafkaConsumer, TopicPartition
+
+from stream_cd.errors import TransportError
+
+__all__ = ["subscribe_decisions"]
+
+
+def _partitions(consumer: KafkaConsumer, topic: str, wait_s: float) -> list[TopicPartition]:
+    deadline = time.monotonic() + wait_s
+    while True:
+        parts = consumer.partitions_for_topic(topic)
+        if parts:
+            return [TopicPartition(topic, p) for p in sorted(parts)]
+        if time.monotonic() >= deadline:
+            return []
+        time.sleep(0.2)
+
+
+def subscribe_decisions(
+    bootstrap: str,
+    topic: str = "stream-cd.decisions",
+    *,
+    from_beginning: bool = False,
+    follow: bool = False,
+    max_decisions: int | None = None,
+    key: str | None = None,
+    poll_timeout_s: float = 0.5,
+) -> Iterator[dict[str, Any]]:
+    """Yield decisions (dicts) from the control topic.
+
+    ``from_beginning`` starts at the oldest stored decision, else at the end.
+    Without ``follow`` it stops once it has read up to where the topic ended
+    when it started; with ``follow`` it waits for new decisions until closed.
+    ``key`` keeps only one model key's decisions; ``max_decisions`` stops after that many.
+    """
+    if max_decisions is not None and max_decisions <= 0:
+        return
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        client_id="stream-cd-decisions",
+    )
+    try:
+        parts = _partitions(consumer, topic, wait_s=10.0 if follow else 3.0)
+        if not parts:
+            if follow:
+                raise TransportError(f"topic {topic!r} does not exist at {bootstrap}; start a worker first or check --topic-prefix")
+            return
+        consumer.assign(parts)
+        if from_beginning:
+            consumer.seek_to_beginning(*parts)
+        else:
+            consumer.seek_to_end(*parts)
+        end = consumer.end_offsets(parts)
+        yielded = 0
+        wanted = key.encode() if key is not None else None
+        while True:
+            batch = consumer.poll(timeout_ms=int(poll_timeout_s * 1000), max_records=1000)
+            for records in batch.values():
+                for record in records:
+                    if wanted is not None and record.key != wanted:
+                        continue
+                    yield orjson.loads(record.value)
+                    yielded += 1
+                    if max_decisions is not None and yielded >= max_decisions:
+                        return
+            if not follow and all(consumer.position(tp) >= end[tp] for tp in parts):
+                return
+    finally:
+        consumer.close()

@@ -1,0 +1,1 @@
+"""Kafka-facing processes that write: replay of recorded streams, generators' output, decisions."""

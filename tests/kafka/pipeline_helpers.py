@@ -1,0 +1,74 @@
+"""Helpers for the pipeline tests on a real broker: run the CLI, produce, read topics."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import orjson
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "stream_cd.cli", *args]
+
+
+def start_worker(bootstrap: str, prefix: str, *flags: str) -> subprocess.Popen:
+    """A ``stream-cd worker --json`` subprocess on the topics of ``prefix``."""
+    return subprocess.Popen(
+        cli("worker", "--bootstrap", bootstrap, "--topic-prefix", prefix, "--json", *flags),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def finish(worker: subprocess.Popen, timeout: float = 120) -> tuple[dict, list[dict], str]:
+    """Wait for a worker; return its summary, the decisions it printed and its stderr."""
+    out, err = worker.communicate(timeout=timeout)
+    assert worker.returncode == 0, f"worker exited {worker.returncode}: {err.decode()[-2000:]}"
+    lines = [orjson.loads(line) for line in out.splitlines() if line.strip()]
+    assert lines and "summary" in lines[-1], f"no summary line in {out[-500:]!r}"
+    return lines[-1]["summary"], lines[:-1], err.decode()
+
+
+def produce(bootstrap: str, topic: str, values: Iterable[tuple[bytes | None, bytes | None]]) -> int:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    n = 0
+    for key, value in values:
+        producer.send(topic, key=key, value=value)
+        n += 1
+    producer.flush()
+    producer.close()
+    return n
+
+
+def read_topic(bootstrap: str, topic: str, expected: int, deadline_s: float = 60.0) -> list:
+    """All records of ``topic`` from the start, read_committed, until ``expected`` or the deadline."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, isolation_level="read_committed"
+    )
+    try:
+        deadline = time.monotonic() + deadline_s
+        parts = None
+        while not parts and time.monotonic() < deadline:
+            parts = consumer.partitions_for_topic(topic)
+            if not parts:
+                time.sleep(0.2)
+        tps = [TopicPartition(topic, p) for p in sorted(parts or ())]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        records: list = []
+        while len(records) < expected and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=300, max_records=5000).values():
+                records.extend(batch)
+        return records
+    finally:
+        consumer.close()
