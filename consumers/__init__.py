@@ -1,0 +1,1 @@
+"""Kafka-facing processes that read: the training worker, the decisions subscriber, admin helpers."""
