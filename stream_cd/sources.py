@@ -43,6 +43,14 @@ def _scalar(text: str) -> Any:
         return text
 
 
+def _whole(text: str) -> int | str:
+    """A whole number, or the text itself so that validation rejects it with its value."""
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
 def csv_events(handle: IO[str], label: str = "y") -> Iterator[bytes]:
     """Yield each CSV row as the JSON bytes of an event."""
     for row in csv.DictReader(handle):
@@ -55,7 +63,7 @@ def csv_events(handle: IO[str], label: str = "y") -> Iterator[bytes]:
             if column == label:
                 y = _scalar(cell)
             elif column in _FIELDS:
-                event[column] = int(cell) if column == "ts" else cell
+                event[column] = _whole(cell) if column == "ts" else cell
             else:
                 x[column] = _scalar(cell)
         event["x"] = x

@@ -1,0 +1,121 @@
+"""The worker loop on the embedded transport: dead letters, decisions, limits, stop."""
+
+from __future__ import annotations
+
+import random
+import threading
+
+import orjson
+
+from stream_cd.config import PipelineConfig
+from stream_cd.datasets import generate
+from stream_cd.embedded import EmbeddedTransport
+from stream_cd.pipeline import Pipeline
+from stream_cd.transport import DEAD_LETTER_ORIGIN, DEAD_LETTER_REASON, Topics
+from stream_cd.triggers import TriggerSettings
+from stream_cd.worker import run_worker
+
+# One malformed message of every kind in issue 3, item 1, with a word its reason must contain.
+MALFORMED: list[tuple[bytes, str]] = [
+    (b"\xff\xfe not json", "not valid JSON"),
+    (b"", "not valid JSON"),
+    (b'{"x": {"a": 1e999}, "y": true}', "infinity"),
+    (b'{"x": {"a": NaN}, "y": true}', "not valid JSON"),
+    (b"[1, 2, 3]", "event is a list"),
+    (b'"just a string"', "event is a string"),
+    (b'{"y": true}', "x is missing"),
+    (b'{"x": [1, 2], "y": true}', "x is a list"),
+    (b'{"x": {"salary": [1, 2]}, "y": true}', "feature 'salary' is a list"),
+    (b'{"x": {"salary": {"a": 1}}, "y": true}', "feature 'salary' is an object"),
+    (b'{"x": {"salary": null}, "y": true}', "feature 'salary' is null"),
+    (b'{"x": {"salary": 1.0}, "y": 0.5}', "classification task needs a class"),
+    (b'{"x": {"salary": 1.0}, "y": [true]}', "label y is a list"),
+    (b'{"key": 7, "x": {"salary": 1.0}, "y": true}', "key is 7"),
+    (b'{"ts": "noon", "x": {"salary": 1.0}, "y": true}', "ts is 'noon'"),
+    (orjson.dumps({"x": {"salary": 1.0, "pad": "p" * 5000}, "y": True}), "over the limit"),
+]
+
+
+def mixed_stream(n_valid: int, n_bad: int, seed: int = 0) -> tuple[list[bytes], list[int]]:
+    rng = random.Random(seed)
+    valid = [orjson.dumps(e) for e in generate("agrawal", n_valid, seed=seed)]
+    bad = [MALFORMED[i % len(MALFORMED)][0] for i in range(n_bad)]
+    stream = valid + bad
+    rng.shuffle(stream)
+    bad_positions = [i for i, raw in enumerate(stream) if raw in set(bad)]
+    return stream, bad_positions
+
+
+def test_malformed_messages_become_dead_letters_with_reason_origin_and_original_bytes() -> None:
+    stream, bad_positions = mixed_stream(1000, 200)
+    pipeline = Pipeline(PipelineConfig(model="hoeffding-tree", shadow="logreg", max_event_bytes=4096))
+    topics = Topics("t")
+    transport = EmbeddedTransport(stream, topic=topics.events)
+    stats = run_worker(transport, pipeline, topics, batch_size=97)
+    assert stats.consumed == 1200 and stats.dead_letters == 200 and stats.stopped_by == "end-of-input"
+    summary = pipeline.summary()
+    assert summary["events"] == 1200 and summary["invalid"] == 200
+    assert summary["models"]["default"]["learned"] == 1000
+    letters = transport.topics["t.dead-letter"]
+    assert len(letters) == 200
+    for letter, position in zip(letters, bad_positions):
+        headers = dict(letter.headers)
+        assert set(headers) == {DEAD_LETTER_REASON, DEAD_LETTER_ORIGIN} == {"stream-cd.reason", "stream-cd.origin"}
+        assert headers[DEAD_LETTER_ORIGIN] == f"t.events/0/{position}".encode()
+        assert letter.value == stream[position]
+        expected_word = next(word for raw, word in MALFORMED if raw == letter.value)
+        assert expected_word in headers[DEAD_LETTER_REASON].decode()
+    assert transport.committed == 1200
+
+
+def test_a_model_that_raises_is_a_dead_letter_and_the_worker_goes_on() -> None:
+    good = [orjson.dumps({"x": {"f": float(i)}, "y": i % 2 == 0}) for i in range(20)]
+    poison = b'{"x": {"f": "red"}, "y": true}'
+    stream = good[:10] + [poison] + good[10:]
+    transport = EmbeddedTransport(stream)
+    pipeline = Pipeline(PipelineConfig(model="logreg", drift="none"))
+    stats = run_worker(transport, pipeline, Topics())
+    assert stats.consumed == 21 and stats.dead_letters == 1
+    (letter,) = transport.topics["stream-cd.dead-letter"]
+    assert letter.value == poison
+    assert b"feature 'f' is 'red', a string" in dict(letter.headers)["stream-cd.reason"]
+    assert dict(letter.headers)["stream-cd.origin"] == b"stream-cd.events/0/10"
+    assert pipeline.summary()["models"]["default"]["learned"] == 20
+
+
+def test_decisions_are_sent_keyed_by_model_key_and_handed_to_the_callback() -> None:
+    events = [orjson.dumps({**e, "key": "shop"}) for e in generate("agrawal", 1000, seed=1)]
+    transport = EmbeddedTransport(events)
+    seen = []
+    pipeline = Pipeline(PipelineConfig(model="logreg", drift="none", triggers=TriggerSettings(volume_every=250)))
+    stats = run_worker(transport, pipeline, Topics(), on_decision=seen.append)
+    sent = transport.topics["stream-cd.decisions"]
+    assert stats.decisions == len(sent) == len(seen) == 4
+    assert [m.key for m in sent] == [b"shop"] * 4
+    assert [orjson.loads(m.value) for m in sent] == [d.to_dict() for d in seen]
+    assert [d.events_seen for d in seen] == [250, 500, 750, 1000]
+    assert "stream-cd.dead-letter" not in transport.topics
+
+
+def test_max_events_counts_every_consumed_message() -> None:
+    stream, _ = mixed_stream(300, 50, seed=2)
+    transport = EmbeddedTransport(stream)
+    pipeline = Pipeline(PipelineConfig(model="logreg", drift="none"))
+    stats = run_worker(transport, pipeline, Topics(), max_events=123, batch_size=50)
+    assert stats.consumed == 123 and stats.stopped_by == "max-events"
+    assert pipeline.summary()["events"] == 123 and transport.position == 123 and transport.committed == 123
+    # the rest is still there for the next run
+    rest = run_worker(transport, Pipeline(PipelineConfig(model="logreg", drift="none")), Topics())
+    assert rest.consumed == 350 - 123
+
+
+def test_stop_event_finishes_the_batch_and_exits() -> None:
+    events = [orjson.dumps(e) for e in generate("agrawal", 1000, seed=4)]
+    transport = EmbeddedTransport(events)
+    stop = threading.Event()
+    stats = run_worker(transport, Pipeline(), Topics(), batch_size=100, stop=stop, on_batch=lambda n: stop.set())
+    assert stats.stopped_by == "signal" and stats.consumed == 100 and stats.batches == 1
+    assert transport.committed == 100
+    already = threading.Event()
+    already.set()
+    assert run_worker(EmbeddedTransport(events), Pipeline(), Topics(), stop=already).consumed == 0
