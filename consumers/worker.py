@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 
 from consumers.admin import TopicSpec, ensure_topics
-from consumers.kafka_transport import KafkaTransport
-from stream_cd.decisions import Decision
+from consumers.kafka_transport import MAX_CHECKPOINT_BYTES, KafkaTransport
 from stream_cd.pipeline import Pipeline
 from stream_cd.transport import Topics
-from stream_cd.worker import WorkerStats, run_worker
+from stream_cd.worker import Worker, WorkerStats
 
-__all__ = ["run_kafka_worker"]
+__all__ = ["run_kafka_worker", "checkpoint_topic_spec"]
+
+
+def checkpoint_topic_spec(name: str) -> TopicSpec:
+    """The compacted state topic; an existing one with another cleanup policy is an error."""
+    return TopicSpec(
+        name,
+        partitions=1,
+        config={"cleanup.policy": "compact", "max.message.bytes": str(MAX_CHECKPOINT_BYTES)},
+        check=True,
+    )
 
 
 def run_kafka_worker(
@@ -21,26 +29,35 @@ def run_kafka_worker(
     group: str,
     pipeline: Pipeline,
     *,
+    state_key: bytes | None,
+    worker_id: str,
     max_events: int | None = None,
     idle_exit: float | None = None,
     stop: threading.Event | None = None,
-    on_decision: Callable[[Decision], None] | None = None,
-    batch_size: int = 2000,
+    **options,
 ) -> WorkerStats:
-    """Consume ``topics.events`` in ``group`` until a stop condition; return the loop's counts."""
-    ensure_topics(bootstrap, [TopicSpec(topics.decisions), TopicSpec(topics.dead_letter)])
-    transport = KafkaTransport(bootstrap, topics.events, group, max_poll_records=batch_size)
+    """Consume ``topics.events`` in ``group`` until a stop condition; return the loop's counts.
+
+    With a ``state_key`` the worker is exactly-once: checkpoints in
+    ``topics.checkpoints`` and offsets commit in one transaction whose id is
+    ``<group>.<worker_id>`` (keep ``worker_id`` stable across restarts, so a
+    restarted worker fences its crashed self at once). Without one it commits
+    at least once and keeps no state.
+    """
+    specs = [TopicSpec(topics.decisions), TopicSpec(topics.dead_letter)]
+    if state_key is not None:
+        specs.append(checkpoint_topic_spec(topics.checkpoints))
+    ensure_topics(bootstrap, specs)
+    transport = KafkaTransport(
+        bootstrap,
+        topics.events,
+        group,
+        checkpoints_topic=topics.checkpoints if state_key is not None else None,
+        transactional_id=f"{group}.{worker_id}" if state_key is not None else None,
+        max_poll_records=options.get("batch_size", 2000),
+    )
     try:
-        return run_worker(
-            transport,
-            pipeline,
-            topics,
-            max_events=max_events,
-            idle_exit=idle_exit,
-            stop=stop,
-            on_decision=on_decision,
-            batch_size=batch_size,
-            end_of_input_exits=False,
-        )
+        worker = Worker(transport, pipeline, topics, state_key=state_key, **options)
+        return worker.run(max_events=max_events, idle_exit=idle_exit, stop=stop, end_of_input_exits=False)
     finally:
         transport.close()

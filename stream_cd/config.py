@@ -6,7 +6,7 @@
 >>> PipelineConfig.from_mapping({"modle": "logreg"})
 Traceback (most recent call last):
 ...
-stream_cd.errors.ConfigError: unknown configuration key 'modle'; known keys: alpha, compare_every, drift, drift_delta, drop_budget, max_event_bytes, min_sample, model, on_drift, shadow, task, triggers, window
+stream_cd.errors.ConfigError: unknown configuration key 'modle'; known keys: alpha, compare_every, drift, drift_delta, drop_budget, max_event_bytes, min_sample, model, on_drift, range_guard, range_warmup, shadow, source_cap, source_window, task, triggers, version_every, window
 >>> PipelineConfig(alpha=1.5)
 Traceback (most recent call last):
 ...
@@ -51,6 +51,15 @@ class PipelineConfig:
         pairs between tests, pairs after which a challenger that is not better is dropped.
     triggers
         Time, performance and volume triggers.
+    version_every
+        Labeled events between version checkpoints: the champion's and challenger's
+        MINOR is bumped and a ``checkpoint`` decision published (None: never).
+    source_cap, source_window
+        Poisoning guard: at most ``source_cap`` (a fraction) of the last ``source_window``
+        learned events from any one ``source`` (None: off).
+    range_guard, range_warmup
+        Poisoning guard: hold back events with a numeric feature more than ``range_guard``
+        times its learned range outside it, after ``range_warmup`` events (None: off).
     max_event_bytes
         Larger messages are invalid.
     """
@@ -67,6 +76,11 @@ class PipelineConfig:
     compare_every: int = 500
     drop_budget: int = 20000
     triggers: TriggerSettings = field(default_factory=TriggerSettings)
+    version_every: int | None = 10_000
+    source_cap: float | None = None
+    source_window: int = 1000
+    range_guard: float | None = None
+    range_warmup: int = 100
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
 
     def __post_init__(self) -> None:
@@ -80,9 +94,14 @@ class PipelineConfig:
             raise ConfigError(f"alpha {self.alpha} must lie strictly between 0 and 1")
         if not 0 < self.drift_delta < 1:
             raise ConfigError(f"drift_delta {self.drift_delta} must lie strictly between 0 and 1")
-        for name in ("min_sample", "window", "compare_every", "drop_budget", "max_event_bytes"):
-            if getattr(self, name) < 1:
+        for name in ("min_sample", "window", "compare_every", "drop_budget", "max_event_bytes",
+                     "source_window", "range_warmup", "version_every"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{name} {getattr(self, name)} must be at least 1")
+        if self.source_cap is not None and not 0 < self.source_cap <= 1:
+            raise ConfigError(f"source_cap {self.source_cap} must be a fraction in (0, 1]")
+        if self.range_guard is not None and not self.range_guard > 0:
+            raise ConfigError(f"range_guard {self.range_guard} must be positive")
         if self.window < self.min_sample:
             raise ConfigError(f"window {self.window} is smaller than min_sample {self.min_sample}; make it at least as large")
 

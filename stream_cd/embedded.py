@@ -1,8 +1,11 @@
 """The embedded transport: one process, one machine, no broker.
 
-Messages come from any iterable of bytes (a file's lines, a generator);
-everything sent is kept per topic in memory and handed to an optional
-callback as it is sent, so a command can print decisions as they happen.
+Messages come from any iterable of bytes (a file's lines, a generator), as
+partition 0 with the line number as offset; everything sent is kept per
+topic in memory and handed to an optional callback as it is sent, so a
+command can print decisions as they happen. With a :class:`DirectoryStore`
+its checkpoints go to a local directory, and a later run over the same input
+resumes where they end.
 
 >>> t = EmbeddedTransport([b'{"x": {}}', b'{"x": {}}', b'{"x": {}}'])
 >>> [m.offset for m in t.poll(2, 0)], [m.offset for m in t.poll(2, 0)], t.poll(2, 0)
@@ -15,13 +18,60 @@ b'v'
 from __future__ import annotations
 
 import itertools
+import os
+import urllib.parse
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Sequence
 
-from stream_cd.transport import Message
+from stream_cd.errors import StateError
+from stream_cd.transport import Checkpoint, Message
 
-__all__ = ["EmbeddedTransport"]
+__all__ = ["EmbeddedTransport", "DirectoryStore"]
+
+
+class DirectoryStore:
+    """Checkpoints as files, one per state record, each replaced atomically; the
+    previous version is kept beside it to fall back on.
+
+    >>> import tempfile
+    >>> store = DirectoryStore(tempfile.mkdtemp())
+    >>> store.save([Checkpoint("shop/eu", b"v1", (0,))]); store.save([Checkpoint("shop/eu", b"v2", (0,))])
+    >>> store.load()
+    {'shop/eu': [(0, b'v1'), (1, b'v2')]}
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise StateError(f"cannot use checkpoint directory {self.path}: {err}") from None
+
+    def _file(self, key: str) -> Path:
+        return self.path / (urllib.parse.quote(key, safe="") + ".ckpt")
+
+    def save(self, checkpoints: Sequence[Checkpoint]) -> None:
+        for cp in checkpoints:
+            target = self._file(cp.key)
+            tmp = target.with_suffix(".tmp")
+            tmp.write_bytes(cp.blob)
+            if target.exists():
+                os.replace(target, target.with_suffix(".prev"))
+            os.replace(tmp, target)
+
+    def load(self) -> dict[str, list[tuple[int, bytes]]]:
+        found: dict[str, list[tuple[int, bytes]]] = {}
+        for file in sorted(self.path.glob("*.ckpt")):
+            key = urllib.parse.unquote(file.stem)
+            versions = []
+            prev = file.with_suffix(".prev")
+            if prev.exists():
+                versions.append((0, prev.read_bytes()))
+            versions.append((len(versions), file.read_bytes()))
+            found[key] = versions
+        return found
 
 
 class EmbeddedTransport:
@@ -34,17 +84,26 @@ class EmbeddedTransport:
         on_send: Callable[[Message], None] | None = None,
         keep: bool = True,
         clock: Callable[[], int] | None = None,
+        store: DirectoryStore | None = None,
     ) -> None:
         self._source = iter(source)
         self.topic = topic
         self.on_send = on_send
         self.keep = keep
         self._clock = clock or (lambda: 0)
+        self.store = store
         self.position = 0
         self.committed = 0
         self.topics: dict[str, list[Message]] = defaultdict(list)
+        self._events: list[tuple[str, list[int]]] = []
+        self._started = False
 
     def poll(self, max_records: int, timeout_s: float) -> Sequence[Message]:
+        if not self._started:
+            self._started = True
+            if self.store is not None:
+                self._events.append(("assigned", [0]))
+                return []  # the worker restores and seeks before the first message
         batch = []
         now = self._clock()
         for value in itertools.islice(self._source, max_records):
@@ -60,8 +119,34 @@ class EmbeddedTransport:
         if self.on_send is not None:
             self.on_send(message)
 
-    def commit(self) -> None:
+    def commit(self, checkpoints: Sequence[Checkpoint] = ()) -> None:
+        if checkpoints and self.store is not None:
+            self.store.save(checkpoints)
         self.committed = self.position
+
+    def rebalance_events(self) -> list[tuple[str, list[int]]]:
+        events, self._events = self._events, []
+        return events
+
+    def assignment(self) -> list[int]:
+        return [0]
+
+    def abort(self) -> None:
+        """Nothing to abort: the embedded transport's commits cannot fail."""
+
+    def seek_committed(self, partition: int) -> None:
+        self.seek(partition, self.committed)
+
+    def load_checkpoints(self, partitions: Sequence[int]) -> dict[str, list[tuple[int, bytes]]]:
+        return self.store.load() if self.store is not None else {}
+
+    def seek(self, partition: int, offset: int) -> None:
+        """Skip forward to ``offset`` (the input is read once, from its start)."""
+        if offset < self.position:
+            raise StateError(f"cannot seek the embedded input back to {offset} from {self.position}")
+        for _ in itertools.islice(self._source, offset - self.position):
+            pass
+        self.position = offset
 
     def close(self) -> None:
         pass

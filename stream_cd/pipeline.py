@@ -1,21 +1,31 @@
 """The pipeline: raw message bytes in; decisions, dead letters and predictions out.
 
-Transport-free: the worker loop hands it each message's bytes and takes back
-an :class:`Outcome`. One :class:`~stream_cd.slot.ModelSlot` per model key.
+Transport-free: the worker loop hands it each message's bytes with its
+partition and offset, and takes back an :class:`Outcome`. One
+:class:`~stream_cd.slot.ModelSlot` per model key; one :class:`PartitionState`
+per source partition, with the partition's counts and next offset.
+
+Offsets make processing idempotent: a message at an offset a model key (or
+partition) has already taken in is skipped, so replaying from an older
+checkpoint never learns an event twice.
 
 >>> p = Pipeline(PipelineConfig(model="logreg", drift="none"))
->>> p.process(b'{"key": "a", "x": {"f": 1.0}, "y": true}', ts=0).invalid
->>> p.process(b'{"key": "a", "x": "oops", "y": true}', ts=0).invalid
+>>> p.process(b'{"key": "a", "x": {"f": 1.0}, "y": true}', ts=0, offset=0).invalid
+>>> p.process(b'{"key": "a", "x": "oops", "y": true}', ts=0, offset=1).invalid
 'x is a string; it must be an object of features'
->>> p.process(b'{"key": "a", "x": {"f": 2.0}}', ts=0).prediction
+>>> p.process(b'{"key": "a", "x": {"f": 2.0}}', ts=0, offset=2).prediction
+True
+>>> p.process(b'{"key": "a", "x": {"f": 3.0}, "y": true}', ts=0, offset=0).skipped
 True
 >>> p.summary()["events"], p.summary()["invalid"], p.summary()["models"]["a"]["learned"]
 (3, 1, 1)
+>>> sorted(key for key, _ in p.take_checkpoints())
+['a', 'partition:0']
 """
 
 from __future__ import annotations
 
-from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +35,18 @@ from stream_cd.errors import InvalidEvent
 from stream_cd.events import Event, decode_event
 from stream_cd.slot import ModelSlot
 
-__all__ = ["Outcome", "Pipeline"]
+__all__ = ["Outcome", "PartitionState", "Pipeline", "partition_record_key"]
+
+_PARTITION_PREFIX = "partition:"
+
+
+def partition_record_key(partition: int) -> str:
+    """The state-store key of a partition's record.
+
+    >>> partition_record_key(3)
+    'partition:3'
+    """
+    return f"{_PARTITION_PREFIX}{partition}"
 
 
 @dataclass(slots=True)
@@ -37,9 +58,20 @@ class Outcome:
     prediction: Any = None
     version: str | None = None
     invalid: str | None = None
+    skipped: bool = False
+
+
+@dataclass
+class PartitionState:
+    """Counts of one source partition and the next offset it will take in."""
+
+    next_offset: int = 0
+    events: int = 0
+    invalid: int = 0
 
 
 _NO_DECISIONS: list[Decision] = []
+_SKIPPED = Outcome(skipped=True)
 
 
 class Pipeline:
@@ -48,9 +80,11 @@ class Pipeline:
     def __init__(self, config: PipelineConfig | None = None) -> None:
         self.config = config or PipelineConfig()
         self.slots: dict[str, ModelSlot] = {}
-        self.events = 0
-        self.invalid = 0
-        self.invalid_reasons: Counter[str] = Counter()
+        self.partitions: dict[int, PartitionState] = {}
+        self._dirty_keys: set[str] = set()
+        self._dirty_partitions: set[int] = set()
+
+    # -- processing ------------------------------------------------------------
 
     def slot(self, key: str) -> ModelSlot:
         """The slot of a model key, created on its first event."""
@@ -59,30 +93,112 @@ class Pipeline:
             slot = self.slots[key] = ModelSlot(key, self.config)
         return slot
 
-    def process(self, raw: bytes, ts: int) -> Outcome:
-        """Handle one message; ``ts`` is the message time, used when the event has none."""
-        self.events += 1
+    def process(self, raw: bytes | None, ts: int, partition: int = 0, offset: int | None = None) -> Outcome:
+        """Handle one message; ``ts`` is the message time, used when the event has none.
+
+        Without an ``offset`` (a source that has none) nothing is ever skipped.
+        """
+        part = self.partitions.get(partition)
+        if part is None:
+            part = self.partitions[partition] = PartitionState()
+        if offset is None:
+            offset = part.next_offset
+        elif offset < part.next_offset:
+            return self._replayed(raw, ts, partition, offset)
+        part.next_offset = offset + 1
+        part.events += 1
+        self._dirty_partitions.add(partition)
         try:
             event = decode_event(raw, self.config.max_event_bytes)
-            return self.handle(event, ts)
+            return self._handle(event, ts, partition, offset)
         except InvalidEvent as err:
-            return self._reject(err.reason)
+            part.invalid += 1
+            return Outcome(invalid=err.reason)
+
+    def _replayed(self, raw: bytes | None, ts: int, partition: int, offset: int) -> Outcome:
+        """A message before the partition's position: only a key restored from an older state takes it."""
+        try:
+            event = decode_event(raw, self.config.max_event_bytes)
+        except InvalidEvent:
+            return _SKIPPED
+        slot = self.slots.get(event.key)
+        if slot is None or offset < slot.offsets.get(partition, 0):
+            return _SKIPPED
+        try:
+            return self._handle(event, ts, partition, offset)
+        except InvalidEvent:
+            return _SKIPPED
+
+    def _handle(self, event: Event, ts: int, partition: int, offset: int) -> Outcome:
+        slot = self.slot(event.key)
+        if offset < slot.offsets.get(partition, 0):
+            return _SKIPPED
+        slot.offsets[partition] = offset + 1
+        return self.handle(event, ts)
 
     def handle(self, event: Event, ts: int) -> Outcome:
-        """Learn from a labeled event or serve a prediction request."""
+        """Learn from (or serve) an already decoded event that comes from no partition."""
         slot = self.slot(event.key)
+        self._dirty_keys.add(event.key)
         if event.ts is not None:
             ts = event.ts
         if event.y is None:
             return Outcome(event, _NO_DECISIONS, slot.predict(event.x), slot.champion_version)
         version = slot.champion_version
-        decisions = slot.learn(event.x, event.y, ts)
-        return Outcome(event, decisions, None, version)
+        return Outcome(event, slot.learn(event.x, event.y, ts, event.source), None, version)
 
-    def _reject(self, reason: str) -> Outcome:
-        self.invalid += 1
-        self.invalid_reasons[reason.split(";")[0].split(":")[0]] += 1
-        return Outcome(invalid=reason)
+    # -- state -------------------------------------------------------------------
+
+    def take_checkpoints(self) -> list[tuple[str, Any]]:
+        """The state records changed since the last call: ``(model key, slot)`` and
+        ``(partition:N, PartitionState)``; the changes are then forgotten."""
+        records: list[tuple[str, Any]] = [(key, self.slots[key]) for key in sorted(self._dirty_keys) if key in self.slots]
+        records += [(partition_record_key(p), self.partitions[p]) for p in sorted(self._dirty_partitions)]
+        self._dirty_keys.clear()
+        self._dirty_partitions.clear()
+        return records
+
+    def all_records(self) -> list[tuple[str, Any]]:
+        """Every state record, changed or not."""
+        self._dirty_keys.update(self.slots)
+        self._dirty_partitions.update(self.partitions)
+        return self.take_checkpoints()
+
+    def restore(self, key: str, state: Any) -> None:
+        """Put back a state record read from a checkpoint."""
+        if key.startswith(_PARTITION_PREFIX):
+            self.partitions[int(key[len(_PARTITION_PREFIX) :])] = state
+        else:
+            self.slots[key] = state
+
+    def reset(self) -> None:
+        """Forget all state (it is restored from the last checkpoints)."""
+        self.slots.clear()
+        self.partitions.clear()
+        self._dirty_keys.clear()
+        self._dirty_partitions.clear()
+
+    def release(self, partitions: Iterable[int]) -> list[str]:
+        """Forget the state of partitions given up, and of the keys that came only through them."""
+        gone = set(partitions)
+        for p in gone:
+            self.partitions.pop(p, None)
+            self._dirty_partitions.discard(p)
+        dropped = [key for key, slot in self.slots.items() if slot.offsets and set(slot.offsets) <= gone]
+        for key in dropped:
+            del self.slots[key]
+            self._dirty_keys.discard(key)
+        return dropped
+
+    # -- reporting ---------------------------------------------------------------
+
+    @property
+    def events(self) -> int:
+        return sum(p.events for p in self.partitions.values())
+
+    @property
+    def invalid(self) -> int:
+        return sum(p.invalid for p in self.partitions.values())
 
     def summary(self) -> dict[str, Any]:
         """The run summary of the design notes (without the outer ``summary`` key)."""

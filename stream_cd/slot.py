@@ -24,12 +24,15 @@ from stream_cd.config import PipelineConfig
 from stream_cd.decisions import Decision
 from stream_cd.drift import RisingLossDetector
 from stream_cd.errors import InvalidEvent
+from stream_cd.guard import RangeGuard, SourceCap
 from stream_cd.specs import ModelSpec
 from stream_cd.tasks import Task, check_label, infer_task, loss_of, make_metric
 from stream_cd.triggers import Trigger, build_triggers
 from stream_cd.versions import Version, VersionBook
 
 __all__ = ["Candidate", "ModelSlot"]
+
+_KIND_NAMES = {float: "a number", bool: "a boolean", str: "a string"}
 
 
 class Candidate:
@@ -83,8 +86,13 @@ class ModelSlot:
         self.triggers: list[Trigger] = []
         if self.task:
             self._start_judging()
+        self.source_cap = None if config.source_cap is None else SourceCap(config.source_cap, config.source_window)
+        self.range_guard = None if config.range_guard is None else RangeGuard(config.range_guard, config.range_warmup)
+        self.offsets: dict[int, int] = {}  # partition -> next offset this key has taken in
+        self.schema: dict[str, type] = {}  # feature -> kind (float for any number, bool, str)
         self.events_seen = 0
         self.learned = 0
+        self.held_back = {"source": 0, "range": 0}
         self.retrains = 0
         self.promotions = 0
         self.drops = 0
@@ -132,17 +140,52 @@ class ModelSlot:
     def challenger_version(self) -> str | None:
         return None if self.challenger is None else str(self.challenger.version)
 
+    def check_schema(self, x: dict) -> None:
+        """Reject an event whose feature changed kind (number, boolean, string) from earlier
+        events of this key, before any model sees it: models fail on such events part-way
+        through learning, which would leave them changed by an event that was rejected."""
+        schema = self.schema
+        for name, value in x.items():
+            kind = type(value)
+            if kind is int:
+                kind = float
+            known = schema.get(name)
+            if known is None:
+                schema[name] = kind
+            elif known is not kind:
+                raise InvalidEvent(
+                    f"feature {name!r} is {value!r}, {_KIND_NAMES[kind]}, but earlier events of model key "
+                    f"{self.key!r} had {_KIND_NAMES[known]}"
+                )
+
     def predict(self, x: dict) -> Any:
         """Serve the champion's prediction for a prediction request."""
+        self.check_schema(x)
         self.events_seen += 1
         return self.champion.predict(x)
 
-    def learn(self, x: dict, y: Any, ts: int) -> list[Decision]:
-        """Progressive validation on one labeled event; return the decisions it caused."""
+    def _held_back(self, x: dict, source: str | None) -> bool:
+        if self.range_guard is not None and not self.range_guard.admit(x):
+            self.held_back["range"] += 1
+            return True
+        if self.source_cap is not None and not self.source_cap.admit(source):
+            self.held_back["source"] += 1
+            return True
+        return False
+
+    def learn(self, x: dict, y: Any, ts: int, source: str | None = None) -> list[Decision]:
+        """Progressive validation on one labeled event; return the decisions it caused.
+
+        An event a poisoning guard holds back is counted, and neither scored nor learned.
+        """
         if self.task is None:
             self._fix_task(y)
         task = self.task
         y = check_label(task, y)  # type: ignore[arg-type]
+        self.check_schema(x)
+        if (self.source_cap is not None or self.range_guard is not None) and self._held_back(x, source):
+            self.events_seen += 1
+            return []
         champion = self.champion
         y_pred = champion.predict(x)
         challenger = self.challenger
@@ -165,11 +208,22 @@ class ModelSlot:
         if detector is not None and detector.update(loss):
             decisions.append(self._on_drift(ts))
         for trigger in self.triggers:
-            if trigger.observe(ts, self.events_seen, loss):
+            if trigger.observe(ts, self.learned, loss):
                 decisions.append(self._retrain(trigger.name, ts, {"trigger": trigger.name}))
+        every = self.config.version_every
+        if every is not None and self.learned % every == 0:
+            decisions.append(self._version_checkpoint(ts))
         return decisions
 
     # -- decisions -----------------------------------------------------------
+
+    def _version_checkpoint(self, ts: int) -> Decision:
+        """Stateful progress: bump MINOR of the champion (and challenger)."""
+        self.champion.version = self.champion.version.next_minor()
+        if self.challenger is not None:
+            self.challenger.version = self.challenger.version.next_minor()
+        evidence = {"learned": self.learned, "metric": self.metric.get()}  # type: ignore[union-attr]
+        return self._decision("checkpoint", "volume", ts, evidence, self.challenger_version)
 
     def _decision(self, action: str, trigger: str, ts: int, evidence: dict[str, Any], challenger: str | None) -> Decision:
         return Decision(
@@ -216,11 +270,12 @@ class ModelSlot:
         if self.config.on_drift == "reset":
             old = self.champion
             self.champion = Candidate(
-                self.spec, self.book.birth(self.spec.name, "drift", self.events_seen, parent=old.version)
+                old.spec, self.book.birth(old.spec.name, "drift", self.events_seen, parent=old.version)
             )
             self.resets += 1
             self.retrains += 1
             self.detector = self._new_detector()
+            self.comparator = self._new_comparator()
             evidence["replaced"] = str(old.version)
             return self._decision("reset", "drift", ts, evidence, None if self.challenger is None else self.challenger_version)
         return self._retrain("drift", ts, evidence)
@@ -252,6 +307,7 @@ class ModelSlot:
             else {"name": type(metric).__name__, "value": metric.get()},
             "events_seen": self.events_seen,
             "learned": self.learned,
+            "held_back": dict(self.held_back),
             "retrains": self.retrains,
             "promotions": self.promotions,
             "drops": self.drops,

@@ -86,6 +86,10 @@ class ModelSpec:
     def __str__(self) -> str:
         return self.name
 
+    def __reduce__(self):
+        # Pickled by name: a stored model state never carries code of its own for the spec.
+        return (ModelSpec.parse, (self.name,))
+
 
 def _import_factory(text: str) -> Callable[[], Any]:
     module_name, _, attr = text.partition(":")

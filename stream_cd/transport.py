@@ -3,8 +3,13 @@
 The same loop (:mod:`stream_cd.worker`) runs on Kafka (``consumers.kafka_transport``)
 and on the in-process :class:`~stream_cd.embedded.EmbeddedTransport`. A
 transport hands out batches of :class:`Message` (Kafka's ``ConsumerRecord``
-fits the same shape), takes output messages, and commits: it makes every sent
-message durable first, then records that everything polled so far is done.
+fits the same shape), takes output messages, and commits: every sent message,
+then the given checkpoints, then the position after everything polled so far.
+
+After each poll the worker asks for the partitions ``assigned`` or
+``revoked`` during it; a transport that stores state also loads the
+checkpoints covering partitions, seeks a partition, and aborts what it has not
+committed.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
-__all__ = ["Message", "Transport", "Topics", "DEAD_LETTER_REASON", "DEAD_LETTER_ORIGIN"]
+__all__ = ["Message", "Checkpoint", "Transport", "Topics", "DEAD_LETTER_REASON", "DEAD_LETTER_ORIGIN"]
 
 DEAD_LETTER_REASON = "stream-cd.reason"
 DEAD_LETTER_ORIGIN = "stream-cd.origin"
@@ -31,6 +36,15 @@ class Message:
     headers: Sequence[tuple[str, bytes]] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A sealed state record: its store key, its bytes and the source partitions it covers."""
+
+    key: str
+    blob: bytes
+    partitions: tuple[int, ...]
+
+
 class Transport(Protocol):
     """What the worker loop needs from a transport."""
 
@@ -40,8 +54,26 @@ class Transport(Protocol):
     def send(self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None = None) -> None:
         """Queue one output message."""
 
-    def commit(self) -> None:
-        """Make sent messages durable, then mark everything polled as processed."""
+    def commit(self, checkpoints: Sequence[Checkpoint] = ()) -> None:
+        """Make sent messages and ``checkpoints`` durable, then mark everything polled as processed."""
+
+    def rebalance_events(self) -> list[tuple[str, list[int]]]:
+        """``("assigned" | "revoked", partitions)`` in the order they happened since the last call."""
+
+    def assignment(self) -> list[int]:
+        """The partitions held now."""
+
+    def abort(self) -> None:
+        """Drop every output and checkpoint sent since the last commit."""
+
+    def seek_committed(self, partition: int) -> None:
+        """Resume ``partition`` at its last committed offset (or its start)."""
+
+    def load_checkpoints(self, partitions: Sequence[int]) -> dict[str, list[tuple[int, bytes]]]:
+        """Stored versions (store offset, blob), oldest first, of every record covering ``partitions``."""
+
+    def seek(self, partition: int, offset: int) -> None:
+        """Resume ``partition`` at ``offset``."""
 
     def close(self) -> None:
         """Release the transport's resources."""

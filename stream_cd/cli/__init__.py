@@ -37,8 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; return its exit status."""
+    import logging
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="stream-cd: %(levelname)s: %(message)s")
     try:
         return int(args.run(args) or 0)
     except StreamCDError as err:

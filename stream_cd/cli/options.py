@@ -61,6 +61,14 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
     vol = t.add_mutually_exclusive_group()
     vol.add_argument("--volume-every", type=positive_int, metavar="N", help="volume trigger: every N labeled events")
     vol.add_argument("--volume-growth", type=positive_float, metavar="PCT", help="volume trigger: when the labeled events grew by PCT percent")
+    v = parser.add_argument_group("versions and poisoning guards")
+    v.add_argument("--version-every", type=positive_int, default=10_000, metavar="N",
+                   help="labeled events between version checkpoints, which bump MINOR (default: 10000)")
+    v.add_argument("--source-cap", type=positive_float, metavar="FRACTION",
+                   help="at most this fraction of the last --source-window learned events from one source (event field source); default off")
+    v.add_argument("--source-window", type=positive_int, default=1000, metavar="N", help="window of the source cap (default: 1000)")
+    v.add_argument("--range-guard", type=positive_float, metavar="FACTOR",
+                   help="do not learn from numeric features more than FACTOR times their learned range outside it; default off")
     parser.add_argument("--max-event-bytes", type=positive_int, default=64 * 1024, metavar="B",
                         help="larger messages are invalid and go to the dead-letter topic (default: 65536)")
 
@@ -93,5 +101,9 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
             volume_every=args.volume_every,
             volume_growth_pct=args.volume_growth,
         ),
+        version_every=args.version_every,
+        source_cap=args.source_cap,
+        source_window=args.source_window,
+        range_guard=args.range_guard,
         max_event_bytes=args.max_event_bytes,
     )

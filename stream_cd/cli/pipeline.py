@@ -19,7 +19,9 @@ import orjson
 from stream_cd.cli.options import add_model_flags, add_topic_flags, config_from_args, positive_float, positive_int
 from stream_cd.decisions import Decision
 from stream_cd.report import decision_line, summary_json, summary_table
+from stream_cd.state import STATE_KEY_ENV, state_key_from_env
 from stream_cd.transport import Topics
+from stream_cd.worker import DEFAULT_COMMIT_EVENTS, DEFAULT_COMMIT_SECONDS
 
 __all__ = ["register"]
 
@@ -48,6 +50,17 @@ def _register_worker(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--max-events", type=positive_int, metavar="N", help="stop after N consumed messages (valid or not)")
     p.add_argument("--idle-exit", type=positive_float, metavar="SECONDS", help="stop after SECONDS with no new message")
     p.add_argument("--batch-size", type=positive_int, default=2000, metavar="N", help="messages per poll (default: 2000)")
+    p.add_argument("--delivery", choices=("exactly-once", "at-least-once"), default="exactly-once",
+                   help="exactly-once: decisions, signed checkpoints and offsets commit in one transaction and model "
+                   f"state survives restarts (needs {STATE_KEY_ENV}); at-least-once: offsets after each batch, no "
+                   "state kept (default: exactly-once)")
+    p.add_argument("--worker-id", metavar="ID",
+                   help="stable name of this worker (e.g. the pod name): a restarted worker with the same id fences "
+                   "its crashed self at once (default: HOST-PID)")
+    p.add_argument("--commit-every-events", type=positive_int, default=DEFAULT_COMMIT_EVENTS, metavar="N",
+                   help=f"exactly-once: commit at least every N messages (default: {DEFAULT_COMMIT_EVENTS})")
+    p.add_argument("--commit-every-seconds", type=positive_float, default=DEFAULT_COMMIT_SECONDS, metavar="S",
+                   help=f"exactly-once: commit at least every S seconds; decisions become visible then (default: {DEFAULT_COMMIT_SECONDS})")
     p.add_argument("--json", action="store_true", help="print decisions as JSON lines and end with the JSON summary line")
     add_model_flags(p)
     p.set_defaults(run=_worker)
@@ -80,25 +93,44 @@ def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from consumers.worker import run_kafka_worker
+    import os
+    import socket
+
     from stream_cd.pipeline import Pipeline
 
+    exactly_once = args.delivery == "exactly-once"
+    state_key = state_key_from_env(required=True) if exactly_once else None
     pipeline = Pipeline(config_from_args(args))
     topics = Topics(args.topic_prefix, args.topic or "")
     group = args.group or f"{args.topic_prefix}.workers"
+    from consumers.worker import run_kafka_worker
+
     with _stop_on_signals() as stop:
-        run_kafka_worker(
+        stats = run_kafka_worker(
             args.bootstrap,
             topics,
             group,
             pipeline,
+            state_key=state_key,
+            worker_id=args.worker_id or f"{socket.gethostname()}-{os.getpid()}",
             max_events=args.max_events,
             idle_exit=args.idle_exit,
             stop=stop,
             on_decision=_decision_printer(args.json, sys.stdout if args.json else sys.stderr),
             batch_size=args.batch_size,
+            commit_every_events=args.commit_every_events,
+            commit_every_s=args.commit_every_seconds,
         )
-    _print_summary(pipeline.summary(), args.json)
+    summary = pipeline.summary()
+    summary["worker"] = {
+        "consumed": stats.consumed,
+        "commits": stats.commits,
+        "checkpoints_written": stats.checkpoints_written,
+        "restored": stats.restored,
+        "refused_checkpoints": stats.refused_checkpoints,
+        "stopped_by": stats.stopped_by,
+    }
+    _print_summary(summary, args.json)
     return 0
 
 
@@ -120,6 +152,9 @@ def _register_replay(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--label", default="y", metavar="COLUMN", help="label column of a CSV file (default: y)")
     p.add_argument("--json", action="store_true", help="in-process: one JSON decision a line, then the JSON summary line")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--checkpoint-dir", metavar="DIR",
+                   help=f"in-process: keep signed model state in DIR and resume from it on the next run over the same "
+                   f"file (needs {STATE_KEY_ENV})")
     add_model_flags(p)
     p.set_defaults(run=_replay)
 
@@ -183,13 +218,17 @@ def _paced(events: Iterator[bytes], rate: float | None) -> Iterator[bytes]:
 
 
 def _replay_embedded(args: argparse.Namespace, events: Iterator[bytes], show_progress: bool) -> int:
-    from stream_cd.embedded import EmbeddedTransport
+    from stream_cd.embedded import DirectoryStore, EmbeddedTransport
     from stream_cd.pipeline import Pipeline
     from stream_cd.worker import run_worker
 
     pipeline = Pipeline(config_from_args(args))
     topics = Topics(args.topic_prefix, args.topic or "")
-    transport = EmbeddedTransport(_paced(events, args.rate), topic=topics.events, keep=False)
+    store = state_key = None
+    if args.checkpoint_dir:
+        state_key = state_key_from_env(required=True)
+        store = DirectoryStore(args.checkpoint_dir)
+    transport = EmbeddedTransport(_paced(events, args.rate), topic=topics.events, keep=False, store=store)
     with _stop_on_signals() as stop, _progress(args.file, show_progress) as advance:
         run_worker(
             transport,
@@ -199,6 +238,7 @@ def _replay_embedded(args: argparse.Namespace, events: Iterator[bytes], show_pro
             on_decision=_decision_printer(args.json),
             on_batch=advance,
             batch_size=500,
+            state_key=state_key,
         )
     _print_summary(pipeline.summary(), args.json)
     return 0

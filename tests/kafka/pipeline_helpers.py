@@ -13,6 +13,7 @@ import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 REPO = Path(__file__).resolve().parents[2]
+TEST_STATE_KEY = "test-state-key-0123456789abcdef"
 
 
 def cli(*args: str) -> list[str]:
@@ -26,7 +27,7 @@ def start_worker(bootstrap: str, prefix: str, *flags: str) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=REPO,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={"STREAM_CD_STATE_KEY": TEST_STATE_KEY, **os.environ, "PYTHONUNBUFFERED": "1"},
     )
 
 
@@ -36,7 +37,17 @@ def finish(worker: subprocess.Popen, timeout: float = 120) -> tuple[dict, list[d
     assert worker.returncode == 0, f"worker exited {worker.returncode}: {err.decode()[-2000:]}"
     lines = [orjson.loads(line) for line in out.splitlines() if line.strip()]
     assert lines and "summary" in lines[-1], f"no summary line in {out[-500:]!r}"
-    return lines[-1]["summary"], lines[:-1], err.decode()
+    summary = lines[-1]["summary"]
+    summary.pop("worker", None)  # this process's own counts; the rest is model state
+    return summary, lines[:-1], err.decode()
+
+
+def finish_with_counts(worker: subprocess.Popen, timeout: float = 120) -> tuple[dict, dict]:
+    """Like :func:`finish`, but also this worker process's own counts."""
+    out, err = worker.communicate(timeout=timeout)
+    assert worker.returncode == 0, f"worker exited {worker.returncode}: {err.decode()[-2000:]}"
+    summary = orjson.loads(out.splitlines()[-1])["summary"]
+    return summary, summary.pop("worker")
 
 
 def produce(bootstrap: str, topic: str, values: Iterable[tuple[bytes | None, bytes | None]]) -> int:

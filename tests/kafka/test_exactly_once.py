@@ -1,0 +1,122 @@
+"""Exactly-once model state on a real broker (issue 4's acceptance): kill -9, rebalance,
+broker restart and tampered checkpoints leave the final state equal to an uninterrupted run."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import subprocess
+import time
+
+import orjson
+import pytest
+from kafka import KafkaAdminClient, TopicPartition
+
+from consumers.admin import TopicSpec, ensure_topics
+from consumers.kafka_transport import read_checkpoints
+from stream_cd import subscribe_decisions
+from stream_cd.datasets import generate
+from stream_cd.state import load_state
+from tests.kafka.pipeline_helpers import finish, produce, start_worker
+
+pytestmark = pytest.mark.kafka
+
+STATE_KEY = "test-state-key-0123456789abcdef"
+N = 50_000
+FLAGS = ("--model", "logreg", "--shadow", "hoeffding-tree", "--commit-every-events", "4000",
+         "--commit-every-seconds", "1", "--version-every", "5000")
+
+
+@pytest.fixture(autouse=True)
+def state_key(monkeypatch):
+    monkeypatch.setenv("STREAM_CD_STATE_KEY", STATE_KEY)
+
+
+@pytest.fixture(scope="module")
+def stream() -> list[bytes]:
+    return [orjson.dumps(e) for e in generate("agrawal", N, seed=5, drift_at=30_000)]
+
+
+@pytest.fixture(scope="module")
+def probe() -> list[dict]:
+    return [e["x"] for e in generate("agrawal", 1_000, seed=99)]
+
+
+def _fill(bootstrap: str, prefix: str, events: list[bytes], partitions: int = 1, keys: int = 1) -> None:
+    ensure_topics(bootstrap, [TopicSpec(f"{prefix}.events", partitions=partitions)])
+    def keyed():
+        for i, raw in enumerate(events):
+            if keys == 1:
+                yield b"default", raw
+            else:
+                key = f"m{i % keys}"
+                yield key.encode(), orjson.dumps({**orjson.loads(raw), "key": key})
+    produce(bootstrap, f"{prefix}.events", keyed())
+
+
+def _committed(bootstrap: str, group: str) -> int:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        offsets = admin.list_group_offsets(group).get(group, {})
+        return sum(o.offset for o in offsets.values() if o.offset > 0)
+    except Exception:  # noqa: BLE001 - the group may not exist yet
+        return 0
+    finally:
+        admin.close()
+
+
+def _wait_committed(bootstrap: str, group: str, at_least: int, worker: subprocess.Popen, deadline_s: float = 120) -> None:
+    deadline = time.monotonic() + deadline_s
+    while _committed(bootstrap, group) < at_least:
+        assert worker.poll() is None, worker.stderr.read().decode()[-2000:]
+        assert time.monotonic() < deadline, f"the worker did not commit {at_least} offsets in {deadline_s} s"
+        time.sleep(0.2)
+
+
+def _final_models(bootstrap: str, prefix: str, probe: list[dict]) -> dict[str, list]:
+    """Each model key's champion predictions on the probe set, from its newest checkpoint."""
+    found = read_checkpoints(bootstrap, f"{prefix}.checkpoints")
+    out = {}
+    for key, (_, versions) in found.items():
+        if key.startswith("partition:"):
+            continue
+        offset, blob = versions[-1]
+        slot = load_state(blob, STATE_KEY.encode(), key)
+        out[key] = [slot.champion.model.predict_one(x) for x in probe]
+    return out
+
+
+def _reference(bootstrap: str, prefix: str, events, probe, partitions=1, keys=1):
+    _fill(bootstrap, prefix, events, partitions, keys)
+    worker = start_worker(bootstrap, prefix, *FLAGS, "--worker-id", "ref", "--idle-exit", "4")
+    summary, _, _ = finish(worker, timeout=300)
+    decisions = list(subscribe_decisions(bootstrap, f"{prefix}.decisions", from_beginning=True))
+    return summary, decisions, _final_models(bootstrap, prefix, probe)
+
+
+def _assert_same(bootstrap, prefix, summary, reference, probe):
+    ref_summary, ref_decisions, ref_models = reference
+    assert summary == ref_summary
+    decisions = list(subscribe_decisions(bootstrap, f"{prefix}.decisions", from_beginning=True))
+    by_key = lambda ds: sorted(ds, key=lambda d: (d["model_key"], d["events_seen"], d["decision_id"]))  # noqa: E731
+    assert by_key(decisions) == by_key(ref_decisions)
+    assert len({d["decision_id"] for d in decisions}) == len(decisions)
+    assert _final_models(bootstrap, prefix, probe) == ref_models
+
+
+def test_kill_minus_nine_three_times_equals_uninterrupted_run(kafka_bootstrap, topic_prefix, stream, probe):
+    reference = _reference(kafka_bootstrap, topic_prefix + "ref", stream, probe)
+    assert reference[0]["models"]["default"]["retrains"] >= 1  # the stream's drift is in the state
+
+    prefix = topic_prefix + "killed"
+    group = f"{prefix}.workers"
+    _fill(kafka_bootstrap, prefix, stream)
+    for at_least in (8_000, 24_000, 40_000):
+        worker = start_worker(kafka_bootstrap, prefix, *FLAGS, "--worker-id", "w1")
+        _wait_committed(kafka_bootstrap, group, at_least, worker)
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=10)
+    worker = start_worker(kafka_bootstrap, prefix, *FLAGS, "--worker-id", "w1", "--idle-exit", "4")
+    summary, _, _ = finish(worker, timeout=300)
+    _assert_same(kafka_bootstrap, prefix, summary, reference, probe)
