@@ -21,6 +21,7 @@ committing from inside the callback.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Sequence
 
@@ -29,15 +30,38 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from stream_cd.errors import StateError, TransportError
+from consumers.checkpoints import MAX_CHECKPOINT_BYTES, PARTITIONS_HEADER, read_checkpoints
+from stream_cd.errors import TransportError
 from stream_cd.transport import Checkpoint, Message
 
-__all__ = ["KafkaTransport", "read_checkpoints", "PARTITIONS_HEADER", "MAX_CHECKPOINT_BYTES"]
+__all__ = ["KafkaTransport"]
 
 log = logging.getLogger(__name__)
 
-PARTITIONS_HEADER = "stream-cd.partitions"
-MAX_CHECKPOINT_BYTES = 64 * 1024 * 1024
+
+COMMIT_TIMEOUT_S = 60.0
+
+
+def _within(seconds: float, fn, *args):
+    """Run ``fn(*args)``, raising TimeoutError if it has not returned in ``seconds``
+    (kafka-python's transactional calls can wait forever on a coordinator that
+    never comes back); the call is left to finish, or not, in its own thread."""
+    box: dict = {}
+
+    def run() -> None:
+        try:
+            box["result"] = fn(*args)
+        except BaseException as err:  # noqa: BLE001 - handed to the caller
+            box["error"] = err
+
+    thread = threading.Thread(target=run, name="stream-cd-kafka-call", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise TimeoutError(f"no answer in {seconds:.0f} s")
+    if "error" in box:
+        raise box["error"]
+    return box.get("result")
 
 
 class _Listener(ConsumerRebalanceListener):
@@ -85,33 +109,70 @@ class KafkaTransport:
         self._listener = _Listener(topic)
         self._in_transaction = False
         self._subscribed = False
+        self._consumer_config = {
+            "bootstrap_servers": bootstrap,
+            "group_id": group,
+            "client_id": client_id,
+            "enable_auto_commit": False,
+            "auto_offset_reset": "earliest",
+            "isolation_level": "read_committed",
+            "max_poll_records": max_poll_records,
+            "fetch_max_wait_ms": 100,
+            # A crashed worker's partitions move after 10 s instead of Kafka's default 45 s.
+            "session_timeout_ms": 10_000,
+            "heartbeat_interval_ms": 3_000,
+        }
+        self._producer_config = {
+            "bootstrap_servers": bootstrap,
+            "client_id": client_id,
+            "acks": "all",
+            "linger_ms": 5,
+            "max_request_size": MAX_CHECKPOINT_BYTES,
+        }
+        if self.transactional:
+            self._producer_config.update(transactional_id=transactional_id, transaction_timeout_ms=30_000)
         try:
-            self.consumer = KafkaConsumer(
-                bootstrap_servers=bootstrap,
-                group_id=group,
-                client_id=client_id,
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                isolation_level="read_committed",
-                max_poll_records=max_poll_records,
-                fetch_max_wait_ms=100,
-                # A crashed worker's partitions move after 10 s instead of Kafka's default 45 s.
-                session_timeout_ms=10_000,
-                heartbeat_interval_ms=3_000,
-            )
-            options = {"transactional_id": transactional_id, "transaction_timeout_ms": 30_000} if self.transactional else {}
-            self.producer = KafkaProducer(
-                bootstrap_servers=bootstrap,
-                client_id=client_id,
-                acks="all",
-                linger_ms=5,
-                max_request_size=MAX_CHECKPOINT_BYTES,
-                **options,
-            )
-            if self.transactional:
-                self.producer.init_transactions()  # fences an earlier instance and aborts its open transaction
+            self.consumer = KafkaConsumer(**self._consumer_config)
+            self.producer = self._new_producer()
         except KafkaError as err:
             raise TransportError(f"cannot connect to Kafka at {bootstrap}: {err}") from err
+
+    def _new_producer(self) -> KafkaProducer:
+        producer = KafkaProducer(**self._producer_config)
+        if self.transactional:
+            producer.init_transactions()  # fences an earlier instance and aborts its open transaction
+        return producer
+
+    def reset(self, give_up_after_s: float = 300.0) -> None:
+        """Replace both clients after a failed commit (the broker went away, the group
+        forgot this member): the open transaction is fenced and aborted by the new
+        producer's ``init_transactions``, and the new consumer joins the group afresh;
+        the worker restores its partitions when they are assigned again.
+
+        kafka-python's clients do not always recover on their own from a broker
+        restart (a producer waiting forever on its transaction coordinator, a
+        consumer that notes it must re-join and never does), hence new ones.
+        """
+        log.warning("replacing the Kafka clients after a failed commit")
+        for close in (lambda: self.producer.close(timeout=1), lambda: self.consumer.close(autocommit=False, timeout_ms=5_000)):
+            try:
+                _within(10.0, close)
+            except Exception as err:  # noqa: BLE001 - the old clients are being thrown away
+                log.warning("closing an old Kafka client failed: %r", err)
+        self._listener = _Listener(self.topic)
+        self._subscribed = False
+        self._in_transaction = False
+        deadline = time.monotonic() + give_up_after_s
+        while True:
+            try:
+                self.consumer = KafkaConsumer(**self._consumer_config)
+                self.producer = self._new_producer()
+                return
+            except KafkaError as err:
+                if time.monotonic() > deadline:
+                    raise TransportError(f"Kafka at {self.bootstrap} did not come back in {give_up_after_s:.0f} s: {err}") from err
+                log.warning("Kafka is not reachable yet (%s); trying again", err)
+                time.sleep(2.0)
 
     def poll(self, max_records: int, timeout_s: float) -> Sequence[Message]:
         if not self._subscribed:
@@ -137,26 +198,33 @@ class KafkaTransport:
         self.producer.send(topic, key=key, value=value, headers=headers)
 
     def commit(self, checkpoints: Sequence[Checkpoint] = ()) -> None:
+        """Outputs, checkpoints and offsets; raises :class:`TransportError` if they did not
+        all land within ``COMMIT_TIMEOUT_S`` (then nothing of the transaction is visible)."""
         try:
-            if not self.transactional:
-                self.producer.flush()
-                self.consumer.commit()
-                return
-            assignment = self.consumer.assignment()
-            if not assignment and not self._in_transaction:
-                return
-            self._begin()
-            for cp in checkpoints:
-                header = ",".join(map(str, cp.partitions)).encode()
-                self.producer.send(self.checkpoints_topic, key=cp.key.encode(), value=cp.blob,
-                                   headers=[(PARTITIONS_HEADER, header)])
-            offsets = {tp: OffsetAndMetadata(self.consumer.position(tp), "", -1) for tp in assignment}
-            if offsets:
-                self.producer.send_offsets_to_transaction(offsets, self.consumer.group_metadata())
-            self.producer.commit_transaction()
-            self._in_transaction = False
+            _within(COMMIT_TIMEOUT_S, self._commit, checkpoints)
+        except TimeoutError:
+            raise TransportError(f"commit did not finish in {COMMIT_TIMEOUT_S:.0f} s") from None
         except KafkaError as err:
             raise TransportError(f"commit failed: {err}") from err
+
+    def _commit(self, checkpoints: Sequence[Checkpoint]) -> None:
+        if not self.transactional:
+            self.producer.flush()
+            self.consumer.commit()
+            return
+        assignment = self.consumer.assignment()
+        if not assignment and not self._in_transaction:
+            return
+        self._begin()
+        for cp in checkpoints:
+            header = ",".join(map(str, cp.partitions)).encode()
+            self.producer.send(self.checkpoints_topic, key=cp.key.encode(), value=cp.blob,
+                               headers=[(PARTITIONS_HEADER, header)])
+        offsets = {tp: OffsetAndMetadata(self.consumer.position(tp), "", -1) for tp in assignment}
+        if offsets:
+            self.producer.send_offsets_to_transaction(offsets, self.consumer.group_metadata())
+        self.producer.commit_transaction()
+        self._in_transaction = False
 
     def load_checkpoints(self, partitions: Sequence[int]) -> dict[str, list[tuple[int, bytes]]]:
         wanted = set(partitions)
@@ -174,12 +242,15 @@ class KafkaTransport:
         return sorted(tp.partition for tp in self.consumer.assignment() if tp.topic == self.topic)
 
     def abort(self) -> None:
-        if self._in_transaction:
-            try:
-                self.producer.abort_transaction()
-            except KafkaError as err:
-                raise TransportError(f"could not abort the open transaction: {err}") from err
+        """Abort the open transaction; if even that fails, start over with new clients."""
+        if not self._in_transaction:
+            return
+        try:
+            _within(COMMIT_TIMEOUT_S, self.producer.abort_transaction)
             self._in_transaction = False
+        except (TimeoutError, KafkaError) as err:
+            log.warning("could not abort the open transaction (%r)", err)
+            self.reset()
 
     def seek(self, partition: int, offset: int) -> None:
         self.consumer.seek(TopicPartition(self.topic, partition), offset)
@@ -193,56 +264,14 @@ class KafkaTransport:
             self.consumer.seek(tp, committed)
 
     def close(self) -> None:
-        try:
-            if self._in_transaction:
-                self.producer.abort_transaction()
-                self._in_transaction = False
-            self.producer.close(timeout=10)
-        finally:
-            self.consumer.close()
-
-
-def read_checkpoints(
-    bootstrap: str, topic: str, timeout_s: float = 60.0
-) -> dict[str, tuple[set[int], list[tuple[int, bytes]]]]:
-    """Every committed checkpoint in ``topic``: per key, the partitions its newest
-    version covers and all stored versions (offset, blob), oldest first.
-
-    A tombstone (null value) deletes a key's versions before it.
-    """
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-        client_id="stream-cd-restore",
-        max_partition_fetch_bytes=MAX_CHECKPOINT_BYTES,
-        fetch_max_bytes=MAX_CHECKPOINT_BYTES,
-    )
-    found: dict[str, tuple[set[int], list[tuple[int, bytes]]]] = {}
-    try:
-        parts = consumer.partitions_for_topic(topic)
-        if not parts:
-            return found
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        end = consumer.end_offsets(tps)
-        deadline = time.monotonic() + timeout_s
-        while any(consumer.position(tp) < end[tp] for tp in tps):
-            if time.monotonic() > deadline:
-                raise StateError(f"reading checkpoints from {topic!r} took over {timeout_s:.0f} s")
-            for records in consumer.poll(timeout_ms=500, max_records=1000).values():
-                for record in records:
-                    key = record.key.decode() if record.key else ""
-                    if record.value is None:
-                        found.pop(key, None)
-                        continue
-                    header = dict(record.headers or ()).get(PARTITIONS_HEADER, b"")
-                    covered = {int(p) for p in header.decode().split(",") if p}
-                    versions = found.get(key, (set(), []))[1]
-                    versions.append((record.offset, record.value))
-                    found[key] = (covered, versions)
-        return found
-    finally:
-        consumer.close()
+        """Abort what is uncommitted, leave the group and release the clients; never raises."""
+        if self._in_transaction:
+            try:
+                _within(10.0, self.producer.abort_transaction)
+            except (TimeoutError, KafkaError) as err:
+                log.warning("could not abort the open transaction at close (%r); the broker aborts it on timeout", err)
+        for close in (lambda: self.producer.close(timeout=5), lambda: self.consumer.close(autocommit=False)):
+            try:
+                _within(15.0, close)
+            except (TimeoutError, KafkaError) as err:
+                log.warning("closing a Kafka client failed: %r", err)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 
 from consumers.admin import TopicSpec, ensure_topics
-from consumers.kafka_transport import MAX_CHECKPOINT_BYTES, KafkaTransport
+from consumers.checkpoints import MAX_CHECKPOINT_BYTES
+from consumers.kafka_transport import KafkaTransport
 from stream_cd.pipeline import Pipeline
 from stream_cd.transport import Topics
 from stream_cd.worker import Worker, WorkerStats

@@ -134,6 +134,9 @@ class EmbeddedTransport:
     def abort(self) -> None:
         """Nothing to abort: the embedded transport's commits cannot fail."""
 
+    def reset(self) -> None:
+        """Nothing to reset: the embedded transport's commits cannot fail."""
+
     def seek_committed(self, partition: int) -> None:
         self.seek(partition, self.committed)
 

@@ -66,6 +66,10 @@ class Transport(Protocol):
     def abort(self) -> None:
         """Drop every output and checkpoint sent since the last commit."""
 
+    def reset(self) -> None:
+        """Start over after a failed commit: drop what is uncommitted and rejoin; held
+        partitions are announced as ``assigned`` again."""
+
     def seek_committed(self, partition: int) -> None:
         """Resume ``partition`` at its last committed offset (or its start)."""
 

@@ -131,7 +131,9 @@ class Worker:
                 if end_of_input_exits:
                     stats.stopped_by = "end-of-input"
                     break
-                if idle_since is None and self.transport.assignment():
+                if not self.transport.assignment():
+                    idle_since = None  # waiting for partitions (a join, a rejoin) is not idleness
+                elif idle_since is None:
                     idle_since = time.monotonic()
                 if idle_exit is not None and idle_since is not None and time.monotonic() - idle_since >= idle_exit:
                     stats.stopped_by = "idle"
@@ -146,7 +148,10 @@ class Worker:
                 continue
             if self.on_batch is not None:
                 self.on_batch(len(messages))
-        self._try_commit()
+        if not self._try_commit():
+            log.error("the final commit failed: the work since the last commit is not kept, and the "
+                      "partitions' next owner resumes from the last commit")
+            stats.stopped_by += ", final commit failed"
         return stats
 
     def _process(self, messages) -> None:
@@ -188,16 +193,18 @@ class Worker:
         self._last_commit = time.monotonic()
 
     def _try_commit(self) -> bool:
-        """Commit; if the transport refuses (a rebalance fenced us, the broker went away),
-        roll back to the last commit instead, which loses nothing and repeats nothing."""
+        """Commit; if that fails (the broker went away, the group forgot this member),
+        drop everything uncommitted and start over from the last commit with a reset
+        transport, which loses nothing and repeats nothing."""
         try:
             self.commit()
             return True
         except TransportError as err:
-            if self.state_key is None:
-                raise
-            log.warning("commit failed (%s); rolling back to the last committed state", err)
-            self._rollback()
+            log.warning("commit failed (%s); rolling back to the last commit", err)
+            self.transport.reset()
+            if self.state_key is not None:
+                self.pipeline.reset()  # restored from the checkpoints when the partitions come back
+            self._uncommitted = 0
             return False
 
     def _rollback(self) -> None:

@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     >>> parser.prog
     'stream-cd'
     """
-    from stream_cd.cli import kafka, pipeline
+    from stream_cd.cli import kafka, pipeline, state
 
     parser = argparse.ArgumentParser(
         prog="stream-cd",
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     kafka.register(commands)
     pipeline.register(commands)
+    state.register(commands)
     return parser
 
 

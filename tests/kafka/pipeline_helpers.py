@@ -20,15 +20,29 @@ def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "stream_cd.cli", *args]
 
 
+STARTED: list[subprocess.Popen] = []
+
+
+def kill_leftovers() -> None:
+    """Kill the workers a failed test left running."""
+    while STARTED:
+        worker = STARTED.pop()
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait(timeout=10)
+
+
 def start_worker(bootstrap: str, prefix: str, *flags: str) -> subprocess.Popen:
     """A ``stream-cd worker --json`` subprocess on the topics of ``prefix``."""
-    return subprocess.Popen(
+    worker = subprocess.Popen(
         cli("worker", "--bootstrap", bootstrap, "--topic-prefix", prefix, "--json", *flags),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=REPO,
         env={"STREAM_CD_STATE_KEY": TEST_STATE_KEY, **os.environ, "PYTHONUNBUFFERED": "1"},
     )
+    STARTED.append(worker)
+    return worker
 
 
 def finish(worker: subprocess.Popen, timeout: float = 120) -> tuple[dict, list[dict], str]:

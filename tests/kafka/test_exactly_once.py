@@ -7,18 +7,19 @@ import os
 import pickle
 import signal
 import subprocess
+import threading
 import time
 
 import orjson
 import pytest
-from kafka import KafkaAdminClient, TopicPartition
+from kafka import KafkaAdminClient, KafkaProducer
 
 from consumers.admin import TopicSpec, ensure_topics
-from consumers.kafka_transport import read_checkpoints
+from consumers.checkpoints import PARTITIONS_HEADER, read_checkpoints
 from stream_cd import subscribe_decisions
 from stream_cd.datasets import generate
 from stream_cd.state import load_state
-from tests.kafka.pipeline_helpers import finish, produce, start_worker
+from tests.kafka.pipeline_helpers import finish, finish_with_counts, produce, start_worker
 
 pytestmark = pytest.mark.kafka
 
@@ -53,6 +54,21 @@ def _fill(bootstrap: str, prefix: str, events: list[bytes], partitions: int = 1,
                 key = f"m{i % keys}"
                 yield key.encode(), orjson.dumps({**orjson.loads(raw), "key": key})
     produce(bootstrap, f"{prefix}.events", keyed())
+
+
+def _fill_paced(bootstrap: str, prefix: str, events: list[bytes], start: int, keys: int, rate: float) -> None:
+    """Produce ``events[start:]`` keyed like :func:`_fill`, at about ``rate`` events/s."""
+    began = time.monotonic()
+
+    def paced():
+        for i in range(start, len(events)):
+            delay = began + (i - start) / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            key = f"m{i % keys}"
+            yield key.encode(), orjson.dumps({**orjson.loads(events[i]), "key": key})
+
+    produce(bootstrap, f"{prefix}.events", paced())
 
 
 def _committed(bootstrap: str, group: str) -> int:
@@ -120,3 +136,97 @@ def test_kill_minus_nine_three_times_equals_uninterrupted_run(kafka_bootstrap, t
     worker = start_worker(kafka_bootstrap, prefix, *FLAGS, "--worker-id", "w1", "--idle-exit", "4")
     summary, _, _ = finish(worker, timeout=300)
     _assert_same(kafka_bootstrap, prefix, summary, reference, probe)
+
+
+def _group_members(bootstrap: str, group: str) -> int:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        return len(admin.describe_groups([group])[group]["members"])
+    finally:
+        admin.close()
+
+
+def test_a_worker_joining_and_leaving_mid_stream_changes_nothing(kafka_bootstrap, topic_prefix, stream, probe):
+    reference = _reference(kafka_bootstrap, topic_prefix + "ref", stream, probe, partitions=4, keys=4)
+
+    prefix = topic_prefix + "rebalanced"
+    group = f"{prefix}.workers"
+    _fill(kafka_bootstrap, prefix, stream[:10_000], partitions=4, keys=4)
+    first = start_worker(kafka_bootstrap, prefix, *FLAGS, "--worker-id", "w1", "--idle-exit", "6")
+    _wait_committed(kafka_bootstrap, group, 8_000, first)
+    second = start_worker(kafka_bootstrap, prefix, *FLAGS, "--worker-id", "w2")
+    # the rest of the stream arrives while both work, at about 4,000 events/s
+    rest = threading.Thread(target=_fill_paced, args=(kafka_bootstrap, prefix, stream, 10_000, 4, 4_000))
+    rest.start()
+    _wait_committed(kafka_bootstrap, group, 30_000, second)
+    assert _group_members(kafka_bootstrap, group) == 2
+
+    second.send_signal(signal.SIGTERM)  # a graceful leave: finish the batch, commit, leave the group
+    started = time.monotonic()
+    _, left = finish_with_counts(second, timeout=30)
+    assert time.monotonic() - started < 10
+    assert left["consumed"] > 0 and left["stopped_by"] == "signal"
+    rest.join()
+
+    summary, _, _ = finish(first, timeout=300)
+    _assert_same(kafka_bootstrap, prefix, summary, reference, probe)
+
+
+def test_tampered_and_unsigned_checkpoints_are_refused_and_the_last_good_one_is_used(
+    kafka_bootstrap, topic_prefix, stream, probe
+):
+    reference = _reference(kafka_bootstrap, topic_prefix + "ref", stream, probe)
+
+    prefix = topic_prefix + "tampered"
+    _fill(kafka_bootstrap, prefix, stream)
+    worker = start_worker(kafka_bootstrap, prefix, *FLAGS, "--worker-id", "w1", "--max-events", "30000")
+    finish(worker, timeout=300)
+    found = read_checkpoints(kafka_bootstrap, f"{prefix}.checkpoints")
+    _, versions = found["default"]
+    assert len(versions) >= 2, "need an older good checkpoint to fall back on"
+    newest = bytearray(versions[-1][1])
+    newest[len(newest) // 2] ^= 0x01  # one byte flipped
+    unsigned = pickle.dumps(load_state(versions[-1][1], STATE_KEY.encode(), "default"))
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    producer.send(f"{prefix}.checkpoints", key=b"default", value=bytes(newest), headers=[(PARTITIONS_HEADER, b"0")])
+    producer.send(f"{prefix}.checkpoints", key=b"default", value=unsigned)  # no header at all
+    producer.flush()
+    producer.close()
+
+    worker = start_worker(kafka_bootstrap, prefix, *FLAGS, "--worker-id", "w1", "--idle-exit", "4")
+    summary, _, stderr = finish(worker, timeout=300)
+    assert "refused checkpoint of model key 'default'" in stderr
+    assert "it is not signed" in stderr and "its signature does not match" in stderr
+    assert "restored 'default' from an older checkpoint" in stderr
+    assert summary == reference[0]
+    assert _final_models(kafka_bootstrap, prefix, probe) == reference[2]
+
+
+def test_the_worker_rides_out_a_broker_restart(tmp_path, topic_prefix, stream, probe):
+    from consumers.admin import broker_cluster_id
+    from stream_cd.broker import LocalBroker
+    from stream_cd.broker.config import free_port
+
+    broker = LocalBroker(tmp_path / "kafka")
+    try:
+        bootstrap = broker.start(broker_cluster_id, port=free_port(), timeout_s=90)
+    except Exception as err:  # noqa: BLE001 - no java/mvn here: same rule as the session broker
+        if os.environ.get("STREAM_CD_REQUIRE_KAFKA") == "1":
+            raise
+        pytest.skip(f"cannot start a broker of our own: {err}")
+    port = int(bootstrap.rsplit(":", 1)[1])
+    try:
+        reference = _reference(bootstrap, topic_prefix + "ref", stream, probe)
+        prefix = topic_prefix + "restarted"
+        group = f"{prefix}.workers"
+        _fill(bootstrap, prefix, stream)
+        # idle-exit outlasts the outage: a worker holding partitions with nothing new would stop
+        worker = start_worker(bootstrap, prefix, *FLAGS, "--worker-id", "w1", "--idle-exit", "25")
+        _wait_committed(bootstrap, group, 15_000, worker)
+        broker.stop()
+        time.sleep(10)
+        broker.start(broker_cluster_id, port=port, timeout_s=90)
+        summary, _, _ = finish(worker, timeout=400)
+        _assert_same(bootstrap, prefix, summary, reference, probe)
+    finally:
+        broker.stop()

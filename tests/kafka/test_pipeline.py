@@ -15,7 +15,7 @@ from consumers.admin import TopicSpec, ensure_topics
 from stream_cd import subscribe_decisions
 from stream_cd.datasets import generate
 from stream_cd.transport import DEAD_LETTER_ORIGIN, DEAD_LETTER_REASON
-from consumers.kafka_transport import read_checkpoints
+from consumers.checkpoints import read_checkpoints
 from stream_cd.state import load_state
 from tests.kafka.pipeline_helpers import (
     REPO,

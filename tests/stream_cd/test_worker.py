@@ -119,3 +119,25 @@ def test_stop_event_finishes_the_batch_and_exits() -> None:
     already = threading.Event()
     already.set()
     assert run_worker(EmbeddedTransport(events), Pipeline(), Topics(), stop=already).consumed == 0
+
+
+def test_a_key_whose_only_checkpoint_is_tampered_starts_afresh_and_says_so(tmp_path, caplog) -> None:
+    from stream_cd.embedded import DirectoryStore
+
+    key = b"k" * 32
+    events = [b'{"x": {"a": %d}, "y": %s}' % (i, b"true" if i % 2 else b"false") for i in range(100)]
+    store = DirectoryStore(tmp_path)
+    run_worker(EmbeddedTransport(events[:60], store=store), Pipeline(), Topics(), state_key=key)
+    target = tmp_path / "default.ckpt"
+    blob = bytearray(target.read_bytes())
+    blob[-5] ^= 0xFF
+    target.write_bytes(bytes(blob))
+
+    pipeline = Pipeline()
+    with caplog.at_level("WARNING"):
+        stats = run_worker(EmbeddedTransport(events, store=DirectoryStore(tmp_path)), pipeline, Topics(), state_key=key)
+    assert stats.refused_checkpoints == 1
+    assert "refused checkpoint of model key 'default'" in caplog.text
+    assert "cannot restore 'default': no valid checkpoint is left; it starts afresh" in caplog.text
+    # the partition record was good, so the input resumed at 60 and the key relearned from there only
+    assert pipeline.summary()["events"] == 100 and pipeline.slots["default"].learned == 40

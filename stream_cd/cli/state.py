@@ -1,0 +1,82 @@
+"""``stream-cd checkpoints``: list the model state stored in the checkpoint topic."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+from typing import Any
+
+import orjson
+
+from stream_cd.errors import StateError
+from stream_cd.state import STATE_KEY_ENV, load_state, state_key_from_env
+from stream_cd.transport import Topics
+
+__all__ = ["register", "describe_checkpoint"]
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "checkpoints",
+        help="list stored model checkpoints",
+        description="List the newest checkpoint of each model key in <prefix>.checkpoints: model key, version, "
+        f"events seen, source offsets, size and when it was written. Version, events and offsets need "
+        f"{STATE_KEY_ENV} (a checkpoint is verified before it is read).",
+    )
+    p.add_argument("--bootstrap", required=True, metavar="HOST:PORT", help="Kafka bootstrap address")
+    p.add_argument("--topic-prefix", default="stream-cd", metavar="P", help="checkpoints are in P.checkpoints (default: stream-cd)")
+    p.add_argument("--key", metavar="K", help="only model key K")
+    p.add_argument("--json", action="store_true", help="one JSON object a line")
+    p.set_defaults(run=_checkpoints)
+
+
+def describe_checkpoint(key: str, record: Any, state_key: bytes | None) -> dict[str, Any]:
+    """What a listing shows of one checkpoint record."""
+    row: dict[str, Any] = {
+        "key": key,
+        "checkpoint_offset": record.offset,
+        "size": len(record.value or b""),
+        "created": dt.datetime.fromtimestamp(record.timestamp / 1000, dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    if state_key is None:
+        return row
+    try:
+        state = load_state(record.value, state_key, f"model key {key!r} at checkpoint offset {record.offset}")
+    except StateError as err:
+        row["refused"] = str(err)
+        return row
+    if hasattr(state, "champion_version"):
+        row.update(version=state.champion_version, events_seen=state.events_seen, offsets=state.offsets)
+    else:
+        row.update(events_seen=state.events, offsets={"next": state.next_offset})
+    return row
+
+
+def _checkpoints(args: argparse.Namespace) -> int:
+    from consumers.checkpoints import committed_records
+
+    state_key = state_key_from_env(required=False)
+    newest: dict[str, Any] = {}
+    for record in committed_records(args.bootstrap, Topics(args.topic_prefix).checkpoints):
+        key = record.key.decode() if record.key else ""
+        if args.key is not None and key != args.key:
+            continue
+        if record.value is None:
+            newest.pop(key, None)
+        else:
+            newest[key] = record
+    rows = [describe_checkpoint(key, newest[key], state_key) for key in sorted(newest)]
+    if args.json:
+        for row in rows:
+            print(orjson.dumps(row, option=orjson.OPT_NON_STR_KEYS).decode())
+        return 0
+    if state_key is None:
+        print(f"({STATE_KEY_ENV} is not set: versions, events and offsets are not shown)")
+    print(f"{'key':<24} {'version':<8} {'events':>9} {'offsets':<16} {'bytes':>9}  created")
+    for row in rows:
+        offsets = ",".join(f"{p}:{o}" for p, o in (row.get("offsets") or {}).items())
+        version = row.get("version", "REFUSED" if "refused" in row else "-")
+        print(f"{row['key']:<24} {version:<8} {row.get('events_seen', '-'):>9} {offsets:<16} {row['size']:>9}  {row['created']}")
+    if not rows:
+        print("no checkpoints")
+    return 0

@@ -1,0 +1,61 @@
+"""Poisoning guards: a flooding source with flipped labels moves the model less with the guard on."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+from river.datasets import synth
+
+from stream_cd.config import PipelineConfig
+from stream_cd.slot import ModelSlot
+
+
+def _stream(seed: int, n: int, poisoned: bool):
+    """Agrawal events from ten honest sources; with ``poisoned``, half of all events come
+    from one more source whose labels are flipped."""
+    rng = random.Random(seed)
+    for x, y in itertools.islice(synth.Agrawal(classification_function=2, seed=seed), n):
+        if poisoned and rng.random() < 0.5:
+            yield x, not bool(y), "flooder"
+        else:
+            yield x, bool(y), f"user-{rng.randrange(10)}"
+
+
+def _clean_accuracy(config: PipelineConfig, poisoned: bool) -> float:
+    slot = ModelSlot("k", config)
+    for x, y, source in _stream(1, 20_000, poisoned):
+        slot.learn(x, y, ts=0, source=source)
+    probe = list(itertools.islice(synth.Agrawal(classification_function=2, seed=77), 2_000))
+    return sum(slot.champion.model.predict_one(x) == bool(y) for x, y in probe) / len(probe)
+
+
+def test_source_cap_limits_how_far_a_flooding_source_moves_the_model() -> None:
+    plain = PipelineConfig(model="hoeffding-tree", drift="none")
+    guarded = PipelineConfig(model="hoeffding-tree", drift="none", source_cap=0.1, source_window=1000)
+    clean = _clean_accuracy(plain, poisoned=False)
+    off = _clean_accuracy(plain, poisoned=True)
+    on = _clean_accuracy(guarded, poisoned=True)
+    print(f"accuracy on clean data: clean stream {clean:.4f}, poisoned with guard off {off:.4f}, on {on:.4f}")
+    assert abs(clean - on) < abs(clean - off)
+    assert clean - on < 0.5 * (clean - off)  # it undoes most of the damage
+
+
+def test_held_back_events_are_counted_in_the_summary() -> None:
+    slot = ModelSlot("k", PipelineConfig(model="logreg", drift="none", source_cap=0.5, source_window=10))
+    for i in range(20):
+        slot.learn({"a": float(i)}, i % 2 == 0, ts=0, source="flooder")
+    summary = slot.summary()
+    assert summary["held_back"] == {"source": 15, "range": 0}
+    assert summary["learned"] == 5 and summary["events_seen"] == 20
+
+
+def test_range_guard_holds_back_far_outliers_only_when_on() -> None:
+    events = [({"a": float(i % 50)}, i % 2 == 0) for i in range(500)] + [({"a": 1e9}, True)]
+    on = ModelSlot("k", PipelineConfig(model="logreg", drift="none", range_guard=3.0))
+    off = ModelSlot("k", PipelineConfig(model="logreg", drift="none"))
+    for x, y in events:
+        on.learn(x, y, ts=0)
+        off.learn(x, y, ts=0)
+    assert on.held_back["range"] == 1 and on.learned == 500
+    assert off.held_back["range"] == 0 and off.learned == 501
