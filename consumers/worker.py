@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 
+import orjson
+
 from consumers.admin import TopicSpec, ensure_topics
 from consumers.checkpoints import MAX_CHECKPOINT_BYTES
 from consumers.kafka_transport import KafkaTransport
@@ -35,6 +37,7 @@ def run_kafka_worker(
     max_events: int | None = None,
     idle_exit: float | None = None,
     stop: threading.Event | None = None,
+    publish_predictions: bool = False,
     **options,
 ) -> WorkerStats:
     """Consume ``topics.events`` in ``group`` until a stop condition; return the loop's counts.
@@ -46,6 +49,8 @@ def run_kafka_worker(
     at least once and keeps no state.
     """
     specs = [TopicSpec(topics.decisions), TopicSpec(topics.dead_letter)]
+    if publish_predictions:
+        specs.append(TopicSpec(topics.predictions))
     if state_key is not None:
         specs.append(checkpoint_topic_spec(topics.checkpoints))
     ensure_topics(bootstrap, specs)
@@ -57,6 +62,16 @@ def run_kafka_worker(
         transactional_id=f"{group}.{worker_id}" if state_key is not None else None,
         max_poll_records=options.get("batch_size", 2000),
     )
+    if publish_predictions:
+        write_file = options.pop("on_prediction", None)
+
+        def on_prediction(record: dict) -> None:
+            line = orjson.dumps(record)
+            transport.send(topics.predictions, record["model_key"].encode(), line)
+            if write_file is not None:
+                write_file(record)
+
+        options["on_prediction"] = on_prediction
     try:
         worker = Worker(transport, pipeline, topics, state_key=state_key, **options)
         return worker.run(max_events=max_events, idle_exit=idle_exit, stop=stop, end_of_input_exits=False)

@@ -6,7 +6,7 @@
 >>> PipelineConfig.from_mapping({"modle": "logreg"})
 Traceback (most recent call last):
 ...
-stream_cd.errors.ConfigError: unknown configuration key 'modle'; known keys: alpha, compare_every, drift, drift_delta, drop_budget, max_event_bytes, min_sample, model, on_drift, range_guard, range_warmup, shadow, source_cap, source_window, task, triggers, version_every, window
+stream_cd.errors.ConfigError: unknown configuration key 'modle'; known keys: alpha, compare_every, drift, drift_delta, drop_budget, max_event_bytes, max_sessions, min_sample, model, on_drift, range_guard, range_warmup, session_adaptation, session_ttl_s, shadow, source_cap, source_window, task, triggers, version_every, window
 >>> PipelineConfig(alpha=1.5)
 Traceback (most recent call last):
 ...
@@ -60,6 +60,11 @@ class PipelineConfig:
     range_guard, range_warmup
         Poisoning guard: hold back events with a numeric feature more than ``range_guard``
         times its learned range outside it, after ``range_warmup`` events (None: off).
+    session_adaptation, max_sessions, session_ttl_s
+        Cold-start adaptation of predictions to each ``session`` from its own feedback (on by
+        default; it only acts on events that carry a session), at most ``max_sessions`` per
+        model key (least recently active evicted), a session idle ``session_ttl_s`` seconds of
+        event time starting fresh.
     max_event_bytes
         Larger messages are invalid.
     """
@@ -81,6 +86,9 @@ class PipelineConfig:
     source_window: int = 1000
     range_guard: float | None = None
     range_warmup: int = 100
+    session_adaptation: bool = True
+    max_sessions: int = 10_000
+    session_ttl_s: float | None = 1800.0
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
 
     def __post_init__(self) -> None:
@@ -95,11 +103,13 @@ class PipelineConfig:
         if not 0 < self.drift_delta < 1:
             raise ConfigError(f"drift_delta {self.drift_delta} must lie strictly between 0 and 1")
         for name in ("min_sample", "window", "compare_every", "drop_budget", "max_event_bytes",
-                     "source_window", "range_warmup", "version_every"):
+                     "source_window", "range_warmup", "version_every", "max_sessions"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{name} {getattr(self, name)} must be at least 1")
         if self.source_cap is not None and not 0 < self.source_cap <= 1:
             raise ConfigError(f"source_cap {self.source_cap} must be a fraction in (0, 1]")
+        if self.session_ttl_s is not None and not self.session_ttl_s > 0:
+            raise ConfigError(f"session_ttl_s {self.session_ttl_s} must be positive (or None for no TTL)")
         if self.range_guard is not None and not self.range_guard > 0:
             raise ConfigError(f"range_guard {self.range_guard} must be positive")
         if self.window < self.min_sample:

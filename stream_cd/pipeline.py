@@ -59,6 +59,32 @@ class Outcome:
     version: str | None = None
     invalid: str | None = None
     skipped: bool = False
+    served: dict[str, Any] | None = None  # the served-prediction record, when asked for
+
+
+def served_record(event: Event, slot: ModelSlot, version: str, ts: int) -> dict[str, Any] | None:
+    """What was served for an event, as one line of the predictions log.
+
+    ``p`` is the served probability of the served class (classification), ``p_global``
+    the champion's own, and ``session_events`` how much feedback the session had shown.
+    """
+    served = slot.served
+    if served is None and event.y is None and slot.task is None:
+        return None
+    record: dict[str, Any] = {"id": event.id, "model_key": event.key, "session": event.session, "version": version, "ts": ts}
+    if served is None:
+        record["prediction"] = slot.last_prediction
+    else:
+        global_pred, adapted, n = served
+        if isinstance(adapted, dict):
+            top = max(adapted, key=adapted.__getitem__) if adapted else None
+            record.update(prediction=top, p=adapted.get(top), p_global=global_pred.get(top))
+        else:
+            record.update(prediction=adapted, p_global=global_pred)
+        record["session_events"] = n
+    if event.y is not None:
+        record["y"] = event.y
+    return record
 
 
 @dataclass
@@ -77,8 +103,9 @@ _SKIPPED = Outcome(skipped=True)
 class Pipeline:
     """Validates events and routes them to their model key's slot."""
 
-    def __init__(self, config: PipelineConfig | None = None) -> None:
+    def __init__(self, config: PipelineConfig | None = None, record_predictions: bool = False) -> None:
         self.config = config or PipelineConfig()
+        self.record_predictions = record_predictions
         self.slots: dict[str, ModelSlot] = {}
         self.partitions: dict[int, PartitionState] = {}
         self._dirty_keys: set[str] = set()
@@ -142,10 +169,16 @@ class Pipeline:
         self._dirty_keys.add(event.key)
         if event.ts is not None:
             ts = event.ts
-        if event.y is None:
-            return Outcome(event, _NO_DECISIONS, slot.predict(event.x), slot.champion_version)
         version = slot.champion_version
-        return Outcome(event, slot.learn(event.x, event.y, ts, event.source), None, version)
+        if event.y is None:
+            prediction = slot.predict(event.x, event.session, ts)
+            outcome = Outcome(event, _NO_DECISIONS, prediction, version)
+        else:
+            decisions = slot.learn(event.x, event.y, ts, event.source, event.session)
+            outcome = Outcome(event, decisions, None, version)
+        if self.record_predictions:
+            outcome.served = served_record(event, slot, version, ts)
+        return outcome
 
     # -- state -------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from stream_cd.decisions import Decision
 from stream_cd.drift import RisingLossDetector
 from stream_cd.errors import InvalidEvent
 from stream_cd.guard import RangeGuard, SourceCap
+from stream_cd.sessions import LogitResidual, MeanShift, SessionStore, top_class
 from stream_cd.specs import ModelSpec
 from stream_cd.tasks import Task, check_label, infer_task, loss_of, make_metric
 from stream_cd.triggers import Trigger, build_triggers
@@ -50,6 +51,12 @@ class Candidate:
         try:
             return self.model.predict_one(x)
         except Exception as err:  # a model that cannot use this event must not stop the worker
+            raise InvalidEvent(f"model {self.spec} ({self.version}) cannot predict this event: {err!r}") from None
+
+    def predict_proba(self, x: dict) -> dict:
+        try:
+            return self.model.predict_proba_one(x)
+        except Exception as err:
             raise InvalidEvent(f"model {self.spec} ({self.version}) cannot predict this event: {err!r}") from None
 
     def learn(self, x: dict, y: Any) -> None:
@@ -81,6 +88,9 @@ class ModelSlot:
                 self.shadow_spec, self.book.birth(self.shadow_spec.name, "shadow", 0)
             )
         self.metric = make_metric(self.task) if self.task else None
+        self.sessions: SessionStore | None = None
+        self.served: tuple[Any, Any, int] | None = None  # (global, adapted, session events) of the last serve
+        self.last_prediction: Any = None
         self.detector = self._new_detector()
         self.comparator: PairedComparator | None = None
         self.triggers: list[Trigger] = []
@@ -121,6 +131,11 @@ class ModelSlot:
 
     def _start_judging(self) -> None:
         self.metric = make_metric(self.task)  # type: ignore[arg-type]
+        c = self.config
+        if c.session_adaptation:
+            adapter = LogitResidual if self.task == "classification" else MeanShift
+            ttl = None if c.session_ttl_s is None else int(c.session_ttl_s * 1000)
+            self.sessions = SessionStore(adapter, max_sessions=c.max_sessions, ttl_ms=ttl)
         self.comparator = self._new_comparator()
         self.triggers = build_triggers(self.config.triggers, self.task)  # type: ignore[arg-type]
 
@@ -158,11 +173,34 @@ class ModelSlot:
                     f"{self.key!r} had {_KIND_NAMES[known]}"
                 )
 
-    def predict(self, x: dict) -> Any:
-        """Serve the champion's prediction for a prediction request."""
+    def _serve(self, x: dict, session: str | None, ts: int | None) -> tuple[Any, Any]:
+        """The prediction served for ``x`` and the champion's own (global) prediction.
+
+        Events of a session get the champion's prediction adapted by the session's own
+        feedback; the champion's own prediction still drives drift and the comparator.
+        """
+        sessions = self.sessions
+        if sessions is None or session is None:
+            y_pred = self.last_prediction = self.champion.predict(x)
+            self.served = None
+            return y_pred, y_pred
+        classification = self.task == "classification"
+        global_pred = self.champion.predict_proba(x) if classification else self.champion.predict(x)
+        adapted = sessions.predict(session, x, global_pred, ts)
+        adapter = sessions.get(session)
+        self.served = (global_pred, adapted, 0 if adapter is None else adapter.n)
+        y_pred = self.last_prediction = top_class(adapted) if classification else adapted
+        return y_pred, global_pred
+
+    def predict(self, x: dict, session: str | None = None, ts: int | None = None) -> Any:
+        """Serve a prediction request: the champion's, adapted to the session if it has one."""
         self.check_schema(x)
         self.events_seen += 1
-        return self.champion.predict(x)
+        if self.task is None:
+            self.served = None
+            self.last_prediction = self.champion.predict(x)
+            return self.last_prediction
+        return self._serve(x, session, ts)[0]
 
     def _held_back(self, x: dict, source: str | None) -> bool:
         if self.range_guard is not None and not self.range_guard.admit(x):
@@ -173,7 +211,7 @@ class ModelSlot:
             return True
         return False
 
-    def learn(self, x: dict, y: Any, ts: int, source: str | None = None) -> list[Decision]:
+    def learn(self, x: dict, y: Any, ts: int, source: str | None = None, session: str | None = None) -> list[Decision]:
         """Progressive validation on one labeled event; return the decisions it caused.
 
         An event a poisoning guard holds back is counted, and neither scored nor learned.
@@ -187,7 +225,7 @@ class ModelSlot:
             self.events_seen += 1
             return []
         champion = self.champion
-        y_pred = champion.predict(x)
+        y_pred, global_pred = self._serve(x, session, ts)
         challenger = self.challenger
         if challenger is not None:
             c_pred = challenger.predict(x)
@@ -195,7 +233,11 @@ class ModelSlot:
         champion.learn(x, y)
         if y_pred is not None:
             self.metric.update(y, y_pred)  # type: ignore[union-attr]
-        loss = loss_of(task, y, y_pred)  # type: ignore[arg-type]
+        if self.served is not None:  # served to a session: the session learns, the champion is judged
+            self.sessions.learn(session, x, y, global_pred, ts)  # type: ignore[union-attr]
+            if task == "classification":
+                global_pred = top_class(global_pred)
+        loss = loss_of(task, y, global_pred)  # type: ignore[arg-type]
         self.events_seen += 1
         self.learned += 1
 
@@ -311,4 +353,5 @@ class ModelSlot:
             "retrains": self.retrains,
             "promotions": self.promotions,
             "drops": self.drops,
+            "sessions": None if self.sessions is None else self.sessions.stats(),
         }

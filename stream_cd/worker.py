@@ -77,6 +77,7 @@ class Worker:
         on_decision: Callable[[Decision], None] | None = None,
         on_batch: Callable[[int], None] | None = None,
         on_outcome: Callable[[Message, Outcome], None] | None = None,
+        on_prediction: Callable[[dict], None] | None = None,
     ) -> None:
         self.transport = transport
         self.pipeline = pipeline
@@ -89,6 +90,7 @@ class Worker:
         self.on_decision = on_decision
         self.on_batch = on_batch
         self.on_outcome = on_outcome
+        self.on_prediction = on_prediction
         self.stats = WorkerStats()
         self._uncommitted = 0
         self._last_commit = time.monotonic()
@@ -169,6 +171,8 @@ class Worker:
                     stats.decisions += 1
                     if self.on_decision is not None:
                         self.on_decision(decision)
+            if outcome.served is not None and self.on_prediction is not None:
+                self.on_prediction(outcome.served)
             if on_outcome is not None:
                 on_outcome(message, outcome)
 

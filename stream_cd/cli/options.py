@@ -69,6 +69,16 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
     v.add_argument("--source-window", type=positive_int, default=1000, metavar="N", help="window of the source cap (default: 1000)")
     v.add_argument("--range-guard", type=positive_float, metavar="FACTOR",
                    help="do not learn from numeric features more than FACTOR times their learned range outside it; default off")
+    s = parser.add_argument_group("sessions (cold start)")
+    s.add_argument("--session-adaptation", choices=("on", "off"), default="on",
+                   help="adapt predictions to each session (event field session or user) from its own feedback; "
+                   "acts only on events that carry a session (default: on)")
+    s.add_argument("--max-sessions", type=positive_int, default=10_000, metavar="N",
+                   help="sessions kept per model key, least recently active evicted (default: 10000)")
+    s.add_argument("--session-ttl", type=positive_float, default=1800.0, metavar="SECONDS",
+                   help="a session idle this long in event time starts fresh (default: 1800)")
+    s.add_argument("--predictions", metavar="PATH",
+                   help="write every served prediction as JSONL (id, model key, session, version, prediction, label)")
     parser.add_argument("--max-event-bytes", type=positive_int, default=64 * 1024, metavar="B",
                         help="larger messages are invalid and go to the dead-letter topic (default: 65536)")
 
@@ -105,5 +115,8 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
         source_cap=args.source_cap,
         source_window=args.source_window,
         range_guard=args.range_guard,
+        session_adaptation=args.session_adaptation == "on",
+        max_sessions=args.max_sessions,
+        session_ttl_s=args.session_ttl,
         max_event_bytes=args.max_event_bytes,
     )

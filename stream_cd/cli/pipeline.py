@@ -61,6 +61,8 @@ def _register_worker(commands: argparse._SubParsersAction) -> None:
                    help=f"exactly-once: commit at least every N messages (default: {DEFAULT_COMMIT_EVENTS})")
     p.add_argument("--commit-every-seconds", type=positive_float, default=DEFAULT_COMMIT_SECONDS, metavar="S",
                    help=f"exactly-once: commit at least every S seconds; decisions become visible then (default: {DEFAULT_COMMIT_SECONDS})")
+    p.add_argument("--publish-predictions", action="store_true",
+                   help="publish every served prediction to <prefix>.predictions (in the same transaction as the decisions)")
     p.add_argument("--json", action="store_true", help="print decisions as JSON lines and end with the JSON summary line")
     add_model_flags(p)
     p.set_defaults(run=_worker)
@@ -88,6 +90,16 @@ def _decision_printer(as_json: bool, stream=None):
     return show
 
 
+@contextmanager
+def _prediction_sinks(args: argparse.Namespace):
+    """The callback that writes served predictions to ``--predictions``, if asked for."""
+    if not args.predictions:
+        yield None
+        return
+    with open(args.predictions, "wb") as handle:
+        yield lambda record: handle.write(orjson.dumps(record) + b"\n")
+
+
 def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
     print(summary_json(summary) if as_json else summary_table(summary), flush=True)
 
@@ -100,12 +112,12 @@ def _worker(args: argparse.Namespace) -> int:
 
     exactly_once = args.delivery == "exactly-once"
     state_key = state_key_from_env(required=True) if exactly_once else None
-    pipeline = Pipeline(config_from_args(args))
+    pipeline = Pipeline(config_from_args(args), record_predictions=bool(args.predictions or args.publish_predictions))
     topics = Topics(args.topic_prefix, args.topic or "")
     group = args.group or f"{args.topic_prefix}.workers"
     from consumers.worker import run_kafka_worker
 
-    with _stop_on_signals() as stop:
+    with _stop_on_signals() as stop, _prediction_sinks(args) as write_file:
         stats = run_kafka_worker(
             args.bootstrap,
             topics,
@@ -120,6 +132,8 @@ def _worker(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             commit_every_events=args.commit_every_events,
             commit_every_s=args.commit_every_seconds,
+            on_prediction=write_file,
+            publish_predictions=args.publish_predictions,
         )
     summary = pipeline.summary()
     summary["worker"] = {
@@ -222,14 +236,14 @@ def _replay_embedded(args: argparse.Namespace, events: Iterator[bytes], show_pro
     from stream_cd.pipeline import Pipeline
     from stream_cd.worker import run_worker
 
-    pipeline = Pipeline(config_from_args(args))
+    pipeline = Pipeline(config_from_args(args), record_predictions=bool(args.predictions))
     topics = Topics(args.topic_prefix, args.topic or "")
     store = state_key = None
     if args.checkpoint_dir:
         state_key = state_key_from_env(required=True)
         store = DirectoryStore(args.checkpoint_dir)
     transport = EmbeddedTransport(_paced(events, args.rate), topic=topics.events, keep=False, store=store)
-    with _stop_on_signals() as stop, _progress(args.file, show_progress) as advance:
+    with _stop_on_signals() as stop, _progress(args.file, show_progress) as advance, _prediction_sinks(args) as write:
         run_worker(
             transport,
             pipeline,
@@ -239,6 +253,7 @@ def _replay_embedded(args: argparse.Namespace, events: Iterator[bytes], show_pro
             on_batch=advance,
             batch_size=500,
             state_key=state_key,
+            on_prediction=write,
         )
     _print_summary(pipeline.summary(), args.json)
     return 0
@@ -293,19 +308,27 @@ def _register_generate(commands: argparse._SubParsersAction) -> None:
         description="Write events from River's generators and bundled datasets as JSONL, one event a line. "
         "--drift-at K switches abruptly to another concept at event K.",
     )
-    p.add_argument("name", choices=sorted(GENERATORS), help="the stream")
+    p.add_argument("name", choices=sorted([*GENERATORS, "sessions"]),
+                   help="the stream; sessions: a simulated population of users, each departing from the global pattern in their own way")
     p.add_argument("--n", type=int, default=10_000, metavar="N", help="number of events (default: 10000)")
     p.add_argument("--seed", type=int, default=42, metavar="S", help="random seed (default: 42)")
     p.add_argument("--drift-at", type=int, metavar="K", help="abrupt concept change at event K")
     p.add_argument("--key", default="default", metavar="K", help="model key of every event (default: default)")
     p.add_argument("--out", metavar="FILE", help="write to FILE instead of stdout")
+    p.add_argument("--n-users", type=positive_int, default=1000, metavar="U", help="sessions: number of users, one session each (default: 1000)")
+    p.add_argument("--events-per-session", type=positive_int, default=30, metavar="K", help="sessions: labeled events per session (default: 30)")
     p.set_defaults(run=_generate)
 
 
 def _generate(args: argparse.Namespace) -> int:
     from stream_cd.datasets import generate
 
-    events = generate(args.name, args.n, args.seed, args.drift_at, args.key)
+    if args.name == "sessions":
+        from stream_cd.population import sessions_population
+
+        events = sessions_population(args.n_users, args.events_per_session, args.seed, key=args.key)
+    else:
+        events = generate(args.name, args.n, args.seed, args.drift_at, args.key)
     out = open(args.out, "wb") if args.out else sys.stdout.buffer
     try:
         for event in events:
