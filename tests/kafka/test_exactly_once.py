@@ -19,7 +19,7 @@ from consumers.checkpoints import PARTITIONS_HEADER, read_checkpoints
 from stream_cd import subscribe_decisions
 from stream_cd.datasets import generate
 from stream_cd.state import load_state
-from tests.kafka.pipeline_helpers import finish, finish_with_counts, produce, start_worker
+from tests.kafka.pipeline_helpers import cli, finish, finish_with_counts, produce, start_worker
 
 pytestmark = pytest.mark.kafka
 
@@ -136,6 +136,18 @@ def test_kill_minus_nine_three_times_equals_uninterrupted_run(kafka_bootstrap, t
     worker = start_worker(kafka_bootstrap, prefix, *FLAGS, "--worker-id", "w1", "--idle-exit", "4")
     summary, _, _ = finish(worker, timeout=300)
     _assert_same(kafka_bootstrap, prefix, summary, reference, probe)
+
+    listed = subprocess.run(
+        cli("checkpoints", "--bootstrap", kafka_bootstrap, "--topic-prefix", prefix, "--json"),
+        capture_output=True, timeout=60, env={**os.environ, "STREAM_CD_STATE_KEY": STATE_KEY},
+    )
+    assert listed.returncode == 0, listed.stderr.decode()
+    rows = {row["key"]: row for row in map(orjson.loads, listed.stdout.splitlines())}
+    model = summary["models"]["default"]
+    assert rows["default"]["version"] == model["champion_version"]
+    assert rows["default"]["events_seen"] == model["events_seen"] == N
+    assert rows["default"]["offsets"] == {"0": N} and rows["partition:0"]["offsets"] == {"next": N}
+    assert rows["default"]["size"] > 0 and "refused" not in rows["default"]
 
 
 def _group_members(bootstrap: str, group: str) -> int:
