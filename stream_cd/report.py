@@ -3,7 +3,7 @@
 >>> from stream_cd.decisions import Decision
 >>> d = Decision("default", "retrain", "drift", "v2.0", "v3.0", 20038, {"detector": "adwin"})
 >>> decision_line(d.to_dict())
-'    20038  default  retrain  drift        champion v2.0  challenger v3.0'
+'    20038  default  retrain    drift        champion v2.0  challenger v3.0'
 >>> summary_json({"events": 1, "invalid": 0, "models": {}})
 '{"summary":{"events":1,"invalid":0,"models":{}}}'
 """
@@ -20,7 +20,7 @@ __all__ = ["decision_line", "summary_json", "summary_table"]
 def decision_line(d: dict[str, Any]) -> str:
     """One human-readable line for a decision."""
     line = (
-        f"{d['events_seen']:>9}  {d['model_key']}  {d['action']:<8} {d['trigger']:<12} "
+        f"{d['events_seen']:>9}  {d['model_key']}  {d['action']:<10} {d['trigger']:<12} "
         f"champion {d['champion_version']}"
     )
     if d.get("challenger_version"):
