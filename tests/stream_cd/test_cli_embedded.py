@@ -72,7 +72,7 @@ def test_replay_json_prints_one_decision_a_line_then_the_summary(tmp_path: Path,
 def test_replay_without_json_prints_readable_lines_and_a_table(phishing_file: Path, capsys) -> None:
     assert main(["replay", str(phishing_file), "--drift", "none", "--volume-every", "1000", "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "retrain  volume" in out and "events 1250, invalid 0" in out and "Accuracy 0.8928" in out
+    assert "retrain    volume" in out and "events 1250, invalid 0" in out and "Accuracy 0.8928" in out
 
 
 def test_replay_reads_csv(tmp_path: Path, capsys) -> None:
