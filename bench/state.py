@@ -58,6 +58,7 @@ from stream_cd.datasets import generate  # noqa: E402
 from stream_cd.pipeline import Pipeline  # noqa: E402
 from stream_cd.slot import ModelSlot  # noqa: E402
 from stream_cd.specs import PRESETS  # noqa: E402
+from stream_cd.pipeline import record_key  # noqa: E402
 from stream_cd.state import dump_state, load_state  # noqa: E402
 from stream_cd.transport import Checkpoint, Topics  # noqa: E402
 from stream_cd.worker import DEFAULT_COMMIT_EVENTS, DEFAULT_COMMIT_SECONDS, Worker  # noqa: E402
@@ -136,7 +137,9 @@ def commit_checkpoints(bootstrap: str, topics: Topics, slots: list[ModelSlot], t
                                checkpoints_topic=topics.checkpoints, transactional_id=transactional_id)
     try:
         t0 = perf_counter()
-        checkpoints = [Checkpoint(s.key, dump_state(s, KEY), tuple(sorted(s.offsets))) for s in slots]
+        checkpoints = [
+            Checkpoint(record_key(s.key), dump_state(s, KEY, record_key(s.key)), tuple(sorted(s.offsets))) for s in slots
+        ]
         t1 = perf_counter()
         # a worker's transaction always holds its batch's outputs too; it also opens the transaction
         transport.send(topics.decisions, b"bench", b"{}")
@@ -158,7 +161,7 @@ def restore_once(bootstrap: str, topics: Topics, partitions: list[int]) -> dict:
         t0 = perf_counter()
         found = transport.load_checkpoints(partitions)
         t1 = perf_counter()
-        states = {key: load_state(versions[-1][1], KEY, f"model key {key!r}") for key, versions in found.items()}
+        states = {key: load_state(versions[-1][1], KEY, f"model key {key!r}", key) for key, versions in found.items()}
         t2 = perf_counter()
         worker = Worker(transport, Pipeline(PipelineConfig(model="logreg", shadow="none")), topics, state_key=KEY)
         gc.collect()

@@ -6,6 +6,7 @@ assigns every partition itself, so a subscriber never moves anyone's offsets.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -38,13 +39,15 @@ def subscribe_decisions(
     max_decisions: int | None = None,
     key: str | None = None,
     poll_timeout_s: float = 0.5,
+    stop: threading.Event | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Yield decisions (dicts) from the control topic.
 
     ``from_beginning`` starts at the oldest stored decision, else at the end.
     Without ``follow`` it stops once it has read up to where the topic ended
     when it started; with ``follow`` it waits for new decisions until closed.
-    ``key`` keeps only one model key's decisions; ``max_decisions`` stops after that many.
+    ``key`` keeps only one model key's decisions; ``max_decisions`` stops after that many;
+    ``stop`` (an event) ends it between polls.
     """
     if max_decisions is not None and max_decisions <= 0:
         return
@@ -69,7 +72,7 @@ def subscribe_decisions(
         end = consumer.end_offsets(parts)
         yielded = 0
         wanted = key.encode() if key is not None else None
-        while True:
+        while stop is None or not stop.is_set():
             batch = consumer.poll(timeout_ms=int(poll_timeout_s * 1000), max_records=1000)
             for records in batch.values():
                 for record in records:

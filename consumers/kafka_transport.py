@@ -31,7 +31,7 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from consumers.checkpoints import MAX_CHECKPOINT_BYTES, PARTITIONS_HEADER, read_checkpoints
-from stream_cd.errors import TransportError
+from stream_cd.errors import StateError, TransportError
 from stream_cd.transport import Checkpoint, Message
 
 __all__ = ["KafkaTransport"]
@@ -109,6 +109,7 @@ class KafkaTransport:
         self._listener = _Listener(topic)
         self._in_transaction = False
         self._subscribed = False
+        self._pending: list = []  # at-least-once: sends not yet known delivered
         self._consumer_config = {
             "bootstrap_servers": bootstrap,
             "group_id": group,
@@ -162,6 +163,7 @@ class KafkaTransport:
         self._listener = _Listener(self.topic)
         self._subscribed = False
         self._in_transaction = False
+        self._pending = []
         deadline = time.monotonic() + give_up_after_s
         while True:
             try:
@@ -194,8 +196,13 @@ class KafkaTransport:
             self._in_transaction = True
 
     def send(self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None = None) -> None:
-        self._begin()
-        self.producer.send(topic, key=key, value=value, headers=headers)
+        try:
+            self._begin()
+            future = self.producer.send(topic, key=key, value=value, headers=headers)
+        except KafkaError as err:
+            raise TransportError(f"sending to {topic!r} failed: {err}") from err
+        if not self.transactional:
+            self._pending.append(future)
 
     def commit(self, checkpoints: Sequence[Checkpoint] = ()) -> None:
         """Outputs, checkpoints and offsets; raises :class:`TransportError` if they did not
@@ -210,6 +217,10 @@ class KafkaTransport:
     def _commit(self, checkpoints: Sequence[Checkpoint]) -> None:
         if not self.transactional:
             self.producer.flush()
+            pending, self._pending = self._pending, []
+            failed = [f.exception for f in pending if f.failed()]
+            if failed:
+                raise KafkaError(f"{len(failed)} of {len(pending)} output messages were not delivered: {failed[0]!r}")
             self.consumer.commit()
             return
         assignment = self.consumer.assignment()
@@ -228,11 +239,11 @@ class KafkaTransport:
 
     def load_checkpoints(self, partitions: Sequence[int]) -> dict[str, list[tuple[int, bytes]]]:
         wanted = set(partitions)
-        return {
-            key: versions
-            for key, (covered, versions) in read_checkpoints(self.bootstrap, self.checkpoints_topic).items()
-            if covered & wanted
-        }
+        try:
+            found = read_checkpoints(self.bootstrap, self.checkpoints_topic)
+        except (KafkaError, StateError) as err:
+            raise TransportError(f"reading checkpoints from {self.checkpoints_topic!r} failed: {err}") from err
+        return {key: versions for key, (covered, versions) in found.items() if covered & wanted}
 
     def rebalance_events(self) -> list[tuple[str, list[int]]]:
         events, self._listener.events = self._listener.events, []
@@ -255,9 +266,15 @@ class KafkaTransport:
     def seek(self, partition: int, offset: int) -> None:
         self.consumer.seek(TopicPartition(self.topic, partition), offset)
 
+    def committed_offset(self, partition: int) -> int | None:
+        try:
+            return self.consumer.committed(TopicPartition(self.topic, partition))
+        except KafkaError as err:
+            raise TransportError(f"reading the committed offset of partition {partition} failed: {err}") from err
+
     def seek_committed(self, partition: int) -> None:
         tp = TopicPartition(self.topic, partition)
-        committed = self.consumer.committed(tp)
+        committed = self.committed_offset(partition)
         if committed is None:
             self.consumer.seek_to_beginning(tp)
         else:

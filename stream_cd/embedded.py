@@ -53,24 +53,38 @@ class DirectoryStore:
         return self.path / (urllib.parse.quote(key, safe="") + ".ckpt")
 
     def save(self, checkpoints: Sequence[Checkpoint]) -> None:
+        """Write each record crash-safely: the new version goes to a temporary file that is
+        synced, the current one is kept as ``.prev`` by a hard link, then the new one
+        atomically replaces it; at no moment is a key left without a readable version."""
         for cp in checkpoints:
             target = self._file(cp.key)
             tmp = target.with_suffix(".tmp")
-            tmp.write_bytes(cp.blob)
+            with open(tmp, "wb") as handle:
+                handle.write(cp.blob)
+                handle.flush()
+                os.fsync(handle.fileno())
+            prev = target.with_suffix(".prev")
             if target.exists():
-                os.replace(target, target.with_suffix(".prev"))
+                prev.unlink(missing_ok=True)
+                os.link(target, prev)
             os.replace(tmp, target)
+        if checkpoints:
+            directory = os.open(self.path, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
 
     def load(self) -> dict[str, list[tuple[int, bytes]]]:
         found: dict[str, list[tuple[int, bytes]]] = {}
-        for file in sorted(self.path.glob("*.ckpt")):
-            key = urllib.parse.unquote(file.stem)
+        stems = {f.stem for f in self.path.glob("*.ckpt")} | {f.stem for f in self.path.glob("*.prev")}
+        for stem in sorted(stems):
             versions = []
-            prev = file.with_suffix(".prev")
-            if prev.exists():
-                versions.append((0, prev.read_bytes()))
-            versions.append((len(versions), file.read_bytes()))
-            found[key] = versions
+            for suffix in (".prev", ".ckpt"):
+                file = self.path / (stem + suffix)
+                if file.exists():
+                    versions.append((len(versions), file.read_bytes()))
+            found[urllib.parse.unquote(stem)] = versions
         return found
 
 
@@ -136,6 +150,9 @@ class EmbeddedTransport:
 
     def reset(self) -> None:
         """Nothing to reset: the embedded transport's commits cannot fail."""
+
+    def committed_offset(self, partition: int) -> int | None:
+        return self.committed or None
 
     def seek_committed(self, partition: int) -> None:
         self.seek(partition, self.committed)

@@ -19,8 +19,8 @@ True
 True
 >>> p.summary()["events"], p.summary()["invalid"], p.summary()["models"]["a"]["learned"]
 (3, 1, 1)
->>> sorted(key for key, _ in p.take_checkpoints())
-['a', 'partition:0']
+>>> sorted(key for key, _, _ in p.take_checkpoints())
+['model:a', 'partition:0']
 """
 
 from __future__ import annotations
@@ -31,22 +31,33 @@ from typing import Any
 
 from stream_cd.config import PipelineConfig
 from stream_cd.decisions import Decision
-from stream_cd.errors import InvalidEvent
+from stream_cd.errors import InvalidEvent, StateError
 from stream_cd.events import Event, decode_event
 from stream_cd.slot import ModelSlot
 
-__all__ = ["Outcome", "PartitionState", "Pipeline", "partition_record_key"]
+__all__ = ["Outcome", "PartitionState", "Pipeline", "record_key", "model_key_of_record"]
 
+_MODEL_PREFIX = "model:"
 _PARTITION_PREFIX = "partition:"
 
 
-def partition_record_key(partition: int) -> str:
-    """The state-store key of a partition's record.
+def record_key(model_key: str | None = None, partition: int | None = None) -> str:
+    """The state-store key of a model key's record or of a partition's record; the two
+    namespaces never meet, whatever a model key is called.
 
-    >>> partition_record_key(3)
-    'partition:3'
+    >>> record_key("shop"), record_key("partition:0"), record_key(partition=3)
+    ('model:shop', 'model:partition:0', 'partition:3')
     """
-    return f"{_PARTITION_PREFIX}{partition}"
+    return f"{_MODEL_PREFIX}{model_key}" if partition is None else f"{_PARTITION_PREFIX}{partition}"
+
+
+def model_key_of_record(key: str) -> str | None:
+    """The model key a state-store key names, or None for a partition record.
+
+    >>> model_key_of_record("model:partition:0"), model_key_of_record("partition:0")
+    ('partition:0', None)
+    """
+    return key[len(_MODEL_PREFIX) :] if key.startswith(_MODEL_PREFIX) else None
 
 
 @dataclass(slots=True)
@@ -182,27 +193,28 @@ class Pipeline:
 
     # -- state -------------------------------------------------------------------
 
-    def take_checkpoints(self) -> list[tuple[str, Any]]:
-        """The state records changed since the last call: ``(model key, slot)`` and
-        ``(partition:N, PartitionState)``; the changes are then forgotten."""
-        records: list[tuple[str, Any]] = [(key, self.slots[key]) for key in sorted(self._dirty_keys) if key in self.slots]
-        records += [(partition_record_key(p), self.partitions[p]) for p in sorted(self._dirty_partitions)]
+    def take_checkpoints(self) -> list[tuple[str, Any, tuple[int, ...]]]:
+        """The state records changed since the last call, as (store key, state, source
+        partitions it covers); the changes are then forgotten."""
+        records: list[tuple[str, Any, tuple[int, ...]]] = [
+            (record_key(key), self.slots[key], tuple(sorted(self.slots[key].offsets)))
+            for key in sorted(self._dirty_keys)
+            if key in self.slots
+        ]
+        records += [(record_key(partition=p), self.partitions[p], (p,)) for p in sorted(self._dirty_partitions)]
         self._dirty_keys.clear()
         self._dirty_partitions.clear()
         return records
 
-    def all_records(self) -> list[tuple[str, Any]]:
-        """Every state record, changed or not."""
-        self._dirty_keys.update(self.slots)
-        self._dirty_partitions.update(self.partitions)
-        return self.take_checkpoints()
-
     def restore(self, key: str, state: Any) -> None:
-        """Put back a state record read from a checkpoint."""
-        if key.startswith(_PARTITION_PREFIX):
+        """Put back a state record read from a checkpoint under its store key."""
+        model_key = model_key_of_record(key)
+        if model_key is not None and isinstance(state, ModelSlot) and state.key == model_key:
+            self.slots[model_key] = state
+        elif key.startswith(_PARTITION_PREFIX) and isinstance(state, PartitionState):
             self.partitions[int(key[len(_PARTITION_PREFIX) :])] = state
         else:
-            self.slots[key] = state
+            raise StateError(f"checkpoint {key!r} holds {type(state).__name__}, which does not belong under that key")
 
     def reset(self) -> None:
         """Forget all state (it is restored from the last checkpoints)."""
@@ -210,6 +222,13 @@ class Pipeline:
         self.partitions.clear()
         self._dirty_keys.clear()
         self._dirty_partitions.clear()
+
+    def forget_positions(self) -> None:
+        """Take in again messages already processed (an at-least-once redelivery)."""
+        for state in self.partitions.values():
+            state.next_offset = 0
+        for slot in self.slots.values():
+            slot.offsets.clear()
 
     def release(self, partitions: Iterable[int]) -> list[str]:
         """Forget the state of partitions given up, and of the keys that came only through them."""

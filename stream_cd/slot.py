@@ -160,18 +160,23 @@ class ModelSlot:
         events of this key, before any model sees it: models fail on such events part-way
         through learning, which would leave them changed by an event that was rejected."""
         schema = self.schema
+        new = None
         for name, value in x.items():
             kind = type(value)
             if kind is int:
                 kind = float
             known = schema.get(name)
             if known is None:
-                schema[name] = kind
+                if new is None:
+                    new = {}
+                new[name] = kind
             elif known is not kind:
                 raise InvalidEvent(
                     f"feature {name!r} is {value!r}, {_KIND_NAMES[kind]}, but earlier events of model key "
                     f"{self.key!r} had {_KIND_NAMES[known]}"
                 )
+        if new:
+            schema.update(new)  # only once the whole event is known to fit
 
     def _serve(self, x: dict, session: str | None, ts: int | None) -> tuple[Any, Any]:
         """The prediction served for ``x`` and the champion's own (global) prediction.
@@ -206,7 +211,7 @@ class ModelSlot:
         if self.range_guard is not None and not self.range_guard.admit(x):
             self.held_back["range"] += 1
             return True
-        if self.source_cap is not None and not self.source_cap.admit(source):
+        if self.source_cap is not None and not self.source_cap.admit(source):  # source, else the session's user
             self.held_back["source"] += 1
             return True
         return False
@@ -221,7 +226,7 @@ class ModelSlot:
         task = self.task
         y = check_label(task, y)  # type: ignore[arg-type]
         self.check_schema(x)
-        if (self.source_cap is not None or self.range_guard is not None) and self._held_back(x, source):
+        if (self.source_cap is not None or self.range_guard is not None) and self._held_back(x, source or session):
             self.events_seen += 1
             return []
         champion = self.champion
@@ -229,8 +234,9 @@ class ModelSlot:
         challenger = self.challenger
         if challenger is not None:
             c_pred = challenger.predict(x)
+        champion.learn(x, y)  # every prediction first, then the champion's learning: if it fails, nothing learned
+        if challenger is not None:
             challenger.learn(x, y)
-        champion.learn(x, y)
         if y_pred is not None:
             self.metric.update(y, y_pred)  # type: ignore[union-attr]
         if self.served is not None:  # served to a session: the session learns, the champion is judged
@@ -264,7 +270,7 @@ class ModelSlot:
         self.champion.version = self.champion.version.next_minor()
         if self.challenger is not None:
             self.challenger.version = self.challenger.version.next_minor()
-        evidence = {"learned": self.learned, "metric": self.metric.get()}  # type: ignore[union-attr]
+        evidence = {"learned": self.learned, "metric": self.metric.get(), "held_back": dict(self.held_back)}  # type: ignore[union-attr]
         return self._decision("checkpoint", "volume", ts, evidence, self.challenger_version)
 
     def _decision(self, action: str, trigger: str, ts: int, evidence: dict[str, Any], challenger: str | None) -> Decision:

@@ -5,17 +5,23 @@ carries an HMAC-SHA256 of its bytes under a secret key (``STREAM_CD_STATE_KEY``)
 and is verified *before* anything is unpickled. Anyone who can write to the
 state store but does not hold the key cannot make a worker load their bytes.
 
-Layout of a sealed blob: ``b"SCD1"`` + 32-byte HMAC + payload.
+Layout of a sealed blob: ``b"SCD1"`` + 32-byte HMAC + payload. The HMAC
+covers the record's store key too (``context``), so a valid blob copied under
+another key is refused like a forged one.
 
->>> blob = seal(b"payload", b"secret")
->>> open_sealed(blob, b"secret", what="model key 'a' at offset 7")
+>>> blob = seal(b"payload", b"secret", context=b"model:a")
+>>> open_sealed(blob, b"secret", what="model key 'a' at offset 7", context=b"model:a")
 b'payload'
+>>> open_sealed(blob, b"secret", what="model key 'b' at offset 8", context=b"model:b")
+Traceback (most recent call last):
+...
+stream_cd.errors.StateError: refused checkpoint of model key 'b' at offset 8: its signature does not match (tampered, or signed with another STREAM_CD_STATE_KEY)
 >>> tampered = blob[:-1] + b"X"
->>> open_sealed(tampered, b"secret", what="model key 'a' at offset 7")
+>>> open_sealed(tampered, b"secret", what="model key 'a' at offset 7", context=b"model:a")
 Traceback (most recent call last):
 ...
 stream_cd.errors.StateError: refused checkpoint of model key 'a' at offset 7: its signature does not match (tampered, or signed with another STREAM_CD_STATE_KEY)
->>> open_sealed(b"raw pickle", b"secret", what="model key 'a' at offset 7")
+>>> open_sealed(b"raw pickle", b"secret", what="model key 'a' at offset 7", context=b"model:a")
 Traceback (most recent call last):
 ...
 stream_cd.errors.StateError: refused checkpoint of model key 'a' at offset 7: it is not signed
@@ -54,18 +60,24 @@ def state_key_from_env(required: bool = True) -> bytes | None:
     return value.encode()
 
 
-def seal(payload: bytes, key: bytes) -> bytes:
-    """Prefix ``payload`` with its HMAC-SHA256 under ``key``."""
-    return _MAGIC + hmac.new(key, payload, hashlib.sha256).digest() + payload
+def _mac(key: bytes, context: bytes, payload: bytes) -> bytes:
+    mac = hmac.new(key, len(context).to_bytes(4, "big") + context, hashlib.sha256)
+    mac.update(payload)
+    return mac.digest()
 
 
-def open_sealed(blob: bytes | None, key: bytes, what: str) -> bytes:
+def seal(payload: bytes, key: bytes, context: bytes = b"") -> bytes:
+    """Prefix ``payload`` with its HMAC-SHA256 under ``key``, bound to ``context``."""
+    return _MAGIC + _mac(key, context, payload) + payload
+
+
+def open_sealed(blob: bytes | None, key: bytes, what: str, context: bytes = b"") -> bytes:
     """Return the payload of a sealed blob, or raise :class:`StateError` naming ``what``."""
     if not blob or not blob.startswith(_MAGIC) or len(blob) < len(_MAGIC) + _DIGEST:
         raise StateError(f"refused checkpoint of {what}: it is not signed")
     digest = blob[len(_MAGIC) : len(_MAGIC) + _DIGEST]
     payload = blob[len(_MAGIC) + _DIGEST :]
-    if not hmac.compare_digest(digest, hmac.new(key, payload, hashlib.sha256).digest()):
+    if not hmac.compare_digest(digest, _mac(key, context, payload)):
         raise StateError(
             f"refused checkpoint of {what}: its signature does not match "
             f"(tampered, or signed with another {STATE_KEY_ENV})"
@@ -73,11 +85,12 @@ def open_sealed(blob: bytes | None, key: bytes, what: str) -> bytes:
     return payload
 
 
-def dump_state(obj: Any, key: bytes) -> bytes:
-    """Pickle and seal."""
-    return seal(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL), key)
+def dump_state(obj: Any, key: bytes, record: str = "") -> bytes:
+    """Pickle and seal, bound to the store key ``record``."""
+    return seal(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL), key, record.encode())
 
 
-def load_state(blob: bytes | None, key: bytes, what: str) -> Any:
-    """Verify, then unpickle. Nothing is unpickled unless the signature holds."""
-    return pickle.loads(open_sealed(blob, key, what))
+def load_state(blob: bytes | None, key: bytes, what: str, record: str = "") -> Any:
+    """Verify (for the store key ``record``), then unpickle. Nothing is unpickled unless
+    the signature holds."""
+    return pickle.loads(open_sealed(blob, key, what, record.encode()))

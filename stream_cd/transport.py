@@ -70,6 +70,9 @@ class Transport(Protocol):
         """Start over after a failed commit: drop what is uncommitted and rejoin; held
         partitions are announced as ``assigned`` again."""
 
+    def committed_offset(self, partition: int) -> int | None:
+        """The last committed offset of ``partition`` (None: nothing committed yet)."""
+
     def seek_committed(self, partition: int) -> None:
         """Resume ``partition`` at its last committed offset (or its start)."""
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from stream_cd.decisions import Decision
 from stream_cd.errors import StateError, TransportError
-from stream_cd.pipeline import Outcome, Pipeline
+from stream_cd.pipeline import Outcome, Pipeline, model_key_of_record, record_key
 from stream_cd.state import dump_state, load_state
 from stream_cd.transport import DEAD_LETTER_ORIGIN, DEAD_LETTER_REASON, Checkpoint, Message, Topics, Transport
 
@@ -45,6 +45,7 @@ log = logging.getLogger("stream_cd.worker")
 # decisions prompt and a crash's re-work small; 20,000 events bounds the re-work under heavy load.
 DEFAULT_COMMIT_EVENTS = 20_000
 DEFAULT_COMMIT_SECONDS = 2.0
+MAX_FAILURES = 10
 
 
 @dataclass
@@ -93,6 +94,8 @@ class Worker:
         self.on_prediction = on_prediction
         self.stats = WorkerStats()
         self._uncommitted = 0
+        self._failures = 0
+        self._fell_back: set[str] = set()
         self._last_commit = time.monotonic()
 
     # -- the loop ------------------------------------------------------------------------
@@ -122,17 +125,15 @@ class Worker:
             if want <= 0:
                 stats.stopped_by = "max-events"
                 break
-            messages = self.transport.poll(want, self.poll_timeout)
-            changes = self.transport.rebalance_events()
-            if changes:
-                self._rebalanced(changes)
-                continue  # the batch was fetched before the restore; the seeks fetch it again
-            if not messages:
-                if self._commit_due():
-                    self._try_commit()
-                if end_of_input_exits:
-                    stats.stopped_by = "end-of-input"
-                    break
+            try:
+                step = self._step(want, end_of_input_exits)
+            except TransportError as err:
+                self._recover(err)
+                continue
+            if step == "end":
+                stats.stopped_by = "end-of-input"
+                break
+            if step == "idle":
                 if not self.transport.assignment():
                     idle_since = None  # waiting for partitions (a join, a rejoin) is not idleness
                 elif idle_since is None:
@@ -140,21 +141,37 @@ class Worker:
                 if idle_exit is not None and idle_since is not None and time.monotonic() - idle_since >= idle_exit:
                     stats.stopped_by = "idle"
                     break
-                continue
-            idle_since = time.monotonic()
-            self._process(messages)
-            stats.consumed += len(messages)
-            stats.batches += 1
-            self._uncommitted += len(messages)
-            if self._commit_due() and not self._try_commit():
-                continue
-            if self.on_batch is not None:
-                self.on_batch(len(messages))
-        if not self._try_commit():
-            log.error("the final commit failed: the work since the last commit is not kept, and the "
-                      "partitions' next owner resumes from the last commit")
+            elif step == "batch":
+                idle_since = time.monotonic()
+        try:
+            self.commit()
+        except TransportError as err:
+            log.error("the final commit failed (%s): the work since the last commit is not kept, and the "
+                      "partitions' next owner resumes from the last commit", err)
+            self.transport.abort()
             stats.stopped_by += ", final commit failed"
         return stats
+
+    def _step(self, want: int, end_of_input_exits: bool) -> str:
+        """One poll and what follows it: ``batch``, ``idle``, ``rebalanced`` or ``end``."""
+        messages = self.transport.poll(want, self.poll_timeout)
+        changes = self.transport.rebalance_events()
+        if changes:
+            self._rebalanced(changes)
+            return "rebalanced"  # the batch was fetched before the restore; the seeks fetch it again
+        if not messages:
+            if self._commit_due():
+                self.commit()
+            return "end" if end_of_input_exits else "idle"
+        self._process(messages)
+        self.stats.consumed += len(messages)
+        self.stats.batches += 1
+        self._uncommitted += len(messages)
+        if self._commit_due():
+            self.commit()
+        if self.on_batch is not None:
+            self.on_batch(len(messages))
+        return "batch"
 
     def _process(self, messages) -> None:
         process = self.pipeline.process
@@ -187,29 +204,30 @@ class Worker:
         """Outputs, changed state and offsets, in that order (one transaction on Kafka)."""
         checkpoints: list[Checkpoint] = []
         if self.state_key is not None:
-            for key, state in self.pipeline.take_checkpoints():
-                covered = tuple(sorted(state.offsets)) if hasattr(state, "offsets") else (int(key.split(":")[1]),)
-                checkpoints.append(Checkpoint(key, dump_state(state, self.state_key), covered))
+            for key, state, covered in self.pipeline.take_checkpoints():
+                checkpoints.append(Checkpoint(key, dump_state(state, self.state_key, key), covered))
         self.transport.commit(checkpoints)
+        self._failures = 0
         self.stats.commits += 1
         self.stats.checkpoints_written += len(checkpoints)
         self._uncommitted = 0
         self._last_commit = time.monotonic()
 
-    def _try_commit(self) -> bool:
-        """Commit; if that fails (the broker went away, the group forgot this member),
-        drop everything uncommitted and start over from the last commit with a reset
-        transport, which loses nothing and repeats nothing."""
-        try:
-            self.commit()
-            return True
-        except TransportError as err:
-            log.warning("commit failed (%s); rolling back to the last commit", err)
-            self.transport.reset()
-            if self.state_key is not None:
-                self.pipeline.reset()  # restored from the checkpoints when the partitions come back
-            self._uncommitted = 0
-            return False
+    def _recover(self, err: TransportError) -> None:
+        """The transport failed (the broker went away, the group forgot this member): drop
+        what is uncommitted and start over from the last commit with a reset transport.
+        With state, nothing is lost and nothing repeated; without, the uncommitted batch
+        is processed again (at least once). Gives up after ``MAX_FAILURES`` in a row."""
+        self._failures += 1
+        if self._failures > MAX_FAILURES:
+            raise TransportError(f"giving up after {MAX_FAILURES} failures in a row; the last: {err}") from err
+        log.warning("%s; rolling back to the last commit (failure %d of at most %d in a row)", err, self._failures, MAX_FAILURES)
+        self.transport.reset()
+        if self.state_key is not None:
+            self.pipeline.reset()  # restored from the checkpoints when the partitions come back
+        else:
+            self.pipeline.forget_positions()  # the uncommitted batch comes again and is processed again
+        self._uncommitted = 0
 
     def _rollback(self) -> None:
         """Abort the open transaction and return every held partition to its committed state."""
@@ -240,7 +258,7 @@ class Worker:
     def _resume(self, partitions: list[int]) -> None:
         held = set(self.pipeline.partitions) | {p for s in self.pipeline.slots.values() for p in s.offsets}
         fresh = [p for p in partitions if p not in held] if self.state_key is not None else []
-        positions = self.restore(fresh) if fresh else {}
+        positions = self._restore_committed(fresh) if fresh else {}
         for partition in partitions:
             if partition in positions:
                 self.transport.seek(partition, positions[partition])
@@ -249,17 +267,48 @@ class Worker:
             else:
                 self.transport.seek_committed(partition)
 
+    def _restore_committed(self, partitions: list[int], wait_s: float = 40.0) -> dict[int, int]:
+        """Restore, and make sure what was read is the last committed state.
+
+        A read of the checkpoints stops where another worker's transaction is still
+        open, so it can miss a later commit of the partition's previous owner; its
+        partition record would then be older than the group's committed offset. Read
+        again until it is not (a transaction is open for at most its 30 s timeout).
+        """
+        deadline = time.monotonic() + wait_s
+        positions = self.restore(partitions)
+        while True:
+            stale = []
+            for p in partitions:
+                if record_key(partition=p) in self._fell_back:
+                    continue  # deliberately older: its newest checkpoint was refused
+                state = self.pipeline.partitions.get(p)
+                committed = self.transport.committed_offset(p)
+                if committed is not None and committed > (0 if state is None else state.next_offset):
+                    stale.append(p)
+            if not stale:
+                return positions
+            if time.monotonic() > deadline:
+                raise TransportError(
+                    f"the checkpoints of partitions {stale} are older than their committed offsets after "
+                    f"{wait_s:.0f} s; a transaction may be stuck open"
+                )
+            time.sleep(0.5)
+            self.pipeline.release(stale)
+            positions.update(self.restore(stale))
+
     def restore(self, partitions: list[int]) -> dict[int, int]:
         """Load the last good checkpoint of every state record covering ``partitions``;
         return the offset each partition must resume from."""
         found = self.transport.load_checkpoints(partitions)
         pipeline = self.pipeline
         behind: list[str] = []  # keys restored from an older checkpoint than their newest
+        self._fell_back = set()
         for key, versions in found.items():
             for age, (offset, blob) in enumerate(reversed(versions)):
-                what = f"model key {key!r} at checkpoint offset {offset}"
+                what = f"{_describe(key)} at checkpoint offset {offset}"
                 try:
-                    pipeline.restore(key, load_state(blob, self.state_key, what))  # type: ignore[arg-type]
+                    pipeline.restore(key, load_state(blob, self.state_key, what, key))  # type: ignore[arg-type]
                 except StateError as err:
                     self.stats.refused_checkpoints += 1
                     log.warning("%s", err)
@@ -267,21 +316,28 @@ class Worker:
                 self.stats.restored += 1
                 if age:
                     behind.append(key)
-                    log.warning("restored %r from an older checkpoint (offset %d); replaying its events since", key, offset)
+                    self._fell_back.add(key)
+                    log.warning("restored %s from an older checkpoint (offset %d); replaying its events since", _describe(key), offset)
                 break
             else:
-                log.warning("cannot restore %r: no valid checkpoint is left; it starts afresh", key)
+                log.warning("cannot restore %s: no valid checkpoint is left; it starts afresh", _describe(key))
         positions: dict[int, int] = {}
         for p in partitions:
             state = pipeline.partitions.get(p)
             if state is not None:
                 positions[p] = state.next_offset
         for key in behind:
-            slot = pipeline.slots.get(key)
+            slot = pipeline.slots.get(model_key_of_record(key) or "")
             for p, offset in getattr(slot, "offsets", {}).items():
                 if p in positions and offset < positions[p]:
                     positions[p] = offset
         return positions
+
+
+def _describe(record: str) -> str:
+    """How a state record is named in messages: its model key, or its partition."""
+    model_key = model_key_of_record(record)
+    return f"model key {model_key!r}" if model_key is not None else record.replace(":", " ", 1)
 
 
 def _dead_letter(transport: Transport, topics: Topics, message: Message, reason: str) -> None:

@@ -289,10 +289,9 @@ def _decisions(args: argparse.Namespace) -> int:
             follow=args.follow,
             max_decisions=args.max,
             key=args.key,
+            stop=stop,
         ):
             print(orjson.dumps(decision).decode(), flush=True)
-            if stop.is_set():
-                break
     return 0
 
 

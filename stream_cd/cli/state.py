@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from stream_cd.errors import StateError
+from stream_cd.pipeline import model_key_of_record
 from stream_cd.state import STATE_KEY_ENV, load_state, state_key_from_env
 from stream_cd.transport import Topics
 
@@ -31,9 +32,10 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def describe_checkpoint(key: str, record: Any, state_key: bytes | None) -> dict[str, Any]:
-    """What a listing shows of one checkpoint record."""
+    """What a listing shows of one checkpoint record (``key`` is its store key)."""
+    model_key = model_key_of_record(key)
     row: dict[str, Any] = {
-        "key": key,
+        "key": key if model_key is None else model_key,
         "checkpoint_offset": record.offset,
         "size": len(record.value or b""),
         "created": dt.datetime.fromtimestamp(record.timestamp / 1000, dt.timezone.utc).isoformat(timespec="seconds"),
@@ -41,7 +43,8 @@ def describe_checkpoint(key: str, record: Any, state_key: bytes | None) -> dict[
     if state_key is None:
         return row
     try:
-        state = load_state(record.value, state_key, f"model key {key!r} at checkpoint offset {record.offset}")
+        what = f"{key if model_key is None else repr(model_key)} at checkpoint offset {record.offset}"
+        state = load_state(record.value, state_key, f"checkpoint {what}", key)
     except StateError as err:
         row["refused"] = str(err)
         return row
@@ -59,7 +62,7 @@ def _checkpoints(args: argparse.Namespace) -> int:
     newest: dict[str, Any] = {}
     for record in committed_records(args.bootstrap, Topics(args.topic_prefix).checkpoints):
         key = record.key.decode() if record.key else ""
-        if args.key is not None and key != args.key:
+        if args.key is not None and model_key_of_record(key) != args.key:
             continue
         if record.value is None:
             newest.pop(key, None)

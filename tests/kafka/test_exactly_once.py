@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import random
 import signal
 import subprocess
 import threading
@@ -18,6 +19,7 @@ from consumers.admin import TopicSpec, ensure_topics
 from consumers.checkpoints import PARTITIONS_HEADER, read_checkpoints
 from stream_cd import subscribe_decisions
 from stream_cd.datasets import generate
+from stream_cd.pipeline import model_key_of_record
 from stream_cd.state import load_state
 from tests.kafka.pipeline_helpers import cli, finish, finish_with_counts, produce, start_worker
 
@@ -95,11 +97,11 @@ def _final_models(bootstrap: str, prefix: str, probe: list[dict]) -> dict[str, l
     found = read_checkpoints(bootstrap, f"{prefix}.checkpoints")
     out = {}
     for key, (_, versions) in found.items():
-        if key.startswith("partition:"):
+        if model_key_of_record(key) is None:
             continue
         offset, blob = versions[-1]
-        slot = load_state(blob, STATE_KEY.encode(), key)
-        out[key] = [slot.champion.model.predict_one(x) for x in probe]
+        slot = load_state(blob, STATE_KEY.encode(), key, key)
+        out[model_key_of_record(key)] = [slot.champion.model.predict_one(x) for x in probe]
     return out
 
 
@@ -128,9 +130,11 @@ def test_kill_minus_nine_three_times_equals_uninterrupted_run(kafka_bootstrap, t
     prefix = topic_prefix + "killed"
     group = f"{prefix}.workers"
     _fill(kafka_bootstrap, prefix, stream)
+    delays = random.Random(4)  # the kills land anywhere in a commit interval, in a transaction or not
     for at_least in (8_000, 24_000, 40_000):
         worker = start_worker(kafka_bootstrap, prefix, *FLAGS, "--worker-id", "w1")
         _wait_committed(kafka_bootstrap, group, at_least, worker)
+        time.sleep(delays.uniform(0.0, 1.5))
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=10)
     worker = start_worker(kafka_bootstrap, prefix, *FLAGS, "--worker-id", "w1", "--idle-exit", "4")
@@ -194,14 +198,14 @@ def test_tampered_and_unsigned_checkpoints_are_refused_and_the_last_good_one_is_
     worker = start_worker(kafka_bootstrap, prefix, *FLAGS, "--worker-id", "w1", "--max-events", "30000")
     finish(worker, timeout=300)
     found = read_checkpoints(kafka_bootstrap, f"{prefix}.checkpoints")
-    _, versions = found["default"]
+    _, versions = found["model:default"]
     assert len(versions) >= 2, "need an older good checkpoint to fall back on"
     newest = bytearray(versions[-1][1])
     newest[len(newest) // 2] ^= 0x01  # one byte flipped
-    unsigned = pickle.dumps(load_state(versions[-1][1], STATE_KEY.encode(), "default"))
+    unsigned = pickle.dumps(load_state(versions[-1][1], STATE_KEY.encode(), "default", "model:default"))
     producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
-    producer.send(f"{prefix}.checkpoints", key=b"default", value=bytes(newest), headers=[(PARTITIONS_HEADER, b"0")])
-    producer.send(f"{prefix}.checkpoints", key=b"default", value=unsigned)  # no header at all
+    producer.send(f"{prefix}.checkpoints", key=b"model:default", value=bytes(newest), headers=[(PARTITIONS_HEADER, b"0")])
+    producer.send(f"{prefix}.checkpoints", key=b"model:default", value=unsigned)  # no header at all
     producer.flush()
     producer.close()
 
@@ -209,7 +213,7 @@ def test_tampered_and_unsigned_checkpoints_are_refused_and_the_last_good_one_is_
     summary, _, stderr = finish(worker, timeout=300)
     assert "refused checkpoint of model key 'default'" in stderr
     assert "it is not signed" in stderr and "its signature does not match" in stderr
-    assert "restored 'default' from an older checkpoint" in stderr
+    assert "restored model key 'default' from an older checkpoint" in stderr
     assert summary == reference[0]
     assert _final_models(kafka_bootstrap, prefix, probe) == reference[2]
 

@@ -16,6 +16,7 @@ from stream_cd import subscribe_decisions
 from stream_cd.datasets import generate
 from stream_cd.transport import DEAD_LETTER_ORIGIN, DEAD_LETTER_REASON
 from consumers.checkpoints import read_checkpoints
+from stream_cd.pipeline import model_key_of_record
 from stream_cd.state import load_state
 from tests.kafka.pipeline_helpers import (
     REPO,
@@ -169,6 +170,7 @@ def test_two_workers_share_partitions_and_learn_each_event_once(kafka_bootstrap,
 
     learned = {}
     for key, (_, versions) in read_checkpoints(kafka_bootstrap, f"{prefix}.checkpoints").items():
-        if not key.startswith("partition:"):
-            learned[key] = load_state(versions[-1][1], TEST_STATE_KEY.encode(), key).learned
+        model_key = model_key_of_record(key)
+        if model_key is not None:
+            learned[model_key] = load_state(versions[-1][1], TEST_STATE_KEY.encode(), key, key).learned
     assert learned == {key: per_key for key in keys}

@@ -128,7 +128,7 @@ def test_a_key_whose_only_checkpoint_is_tampered_starts_afresh_and_says_so(tmp_p
     events = [b'{"x": {"a": %d}, "y": %s}' % (i, b"true" if i % 2 else b"false") for i in range(100)]
     store = DirectoryStore(tmp_path)
     run_worker(EmbeddedTransport(events[:60], store=store), Pipeline(), Topics(), state_key=key)
-    target = tmp_path / "default.ckpt"
+    target = tmp_path / "model%3Adefault.ckpt"
     blob = bytearray(target.read_bytes())
     blob[-5] ^= 0xFF
     target.write_bytes(bytes(blob))
@@ -138,6 +138,54 @@ def test_a_key_whose_only_checkpoint_is_tampered_starts_afresh_and_says_so(tmp_p
         stats = run_worker(EmbeddedTransport(events, store=DirectoryStore(tmp_path)), pipeline, Topics(), state_key=key)
     assert stats.refused_checkpoints == 1
     assert "refused checkpoint of model key 'default'" in caplog.text
-    assert "cannot restore 'default': no valid checkpoint is left; it starts afresh" in caplog.text
+    assert "cannot restore model key 'default': no valid checkpoint is left; it starts afresh" in caplog.text
     # the partition record was good, so the input resumed at 60 and the key relearned from there only
     assert pipeline.summary()["events"] == 100 and pipeline.slots["default"].learned == 40
+
+
+def _sea_events(n: int) -> list[bytes]:
+    import orjson
+
+    from stream_cd.datasets import generate
+
+    return [orjson.dumps(e) for e in generate("sea", n, seed=21)]
+
+
+def test_a_tampered_newest_checkpoint_falls_back_to_the_previous_one_and_replays_exactly(tmp_path) -> None:
+    from stream_cd.config import PipelineConfig
+    from stream_cd.embedded import DirectoryStore
+
+    key, events = b"k" * 32, _sea_events(400)
+    config = PipelineConfig(model="hoeffding-tree", drift="none")
+    reference = Pipeline(config)
+    run_worker(EmbeddedTransport(events), reference, Topics())
+
+    options = {"state_key": key, "batch_size": 50, "commit_every_events": 100}
+    run_worker(EmbeddedTransport(events[:250], store=DirectoryStore(tmp_path)), Pipeline(config), Topics(), **options)
+    newest = tmp_path / "model%3Adefault.ckpt"
+    assert (tmp_path / "model%3Adefault.prev").exists()
+    blob = bytearray(newest.read_bytes())
+    blob[len(blob) // 2] ^= 0x01
+    newest.write_bytes(bytes(blob))
+
+    resumed = Pipeline(config)
+    stats = run_worker(EmbeddedTransport(events, store=DirectoryStore(tmp_path)), resumed, Topics(), **options)
+    assert stats.refused_checkpoints == 1
+    assert resumed.summary() == reference.summary()
+
+
+def test_model_keys_that_look_like_partition_records_keep_their_own_state(tmp_path) -> None:
+    import orjson
+
+    from stream_cd.embedded import DirectoryStore
+
+    key = b"k" * 32
+    odd = [orjson.dumps({"key": k, "x": {"a": i}, "y": i % 2 == 0}) for i in range(60) for k in ("partition:0", "partition:x")]
+    first = Pipeline()
+    run_worker(EmbeddedTransport(odd[:60], store=DirectoryStore(tmp_path)), first, Topics(), state_key=key)
+    second = Pipeline()
+    run_worker(EmbeddedTransport(odd, store=DirectoryStore(tmp_path)), second, Topics(), state_key=key)
+    models = second.summary()["models"]
+    assert sorted(models) == ["partition:0", "partition:x"]
+    assert models["partition:0"]["learned"] == models["partition:x"]["learned"] == 60
+    assert second.summary()["events"] == 120
