@@ -15,16 +15,22 @@ PARTITIONS_HEADER = "stream-cd.partitions"
 MAX_CHECKPOINT_BYTES = 64 * 1024 * 1024
 
 
-def committed_records(bootstrap: str, topic: str, timeout_s: float = 60.0) -> Iterator:
-    """Every committed record of ``topic`` from its start to its end at the time of the call."""
-    consumer = KafkaConsumer(
+def committed_reader(bootstrap: str, client_id: str, **options) -> KafkaConsumer:
+    """A consumer of committed data only that joins no group, so it moves no one's offsets."""
+    return KafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=None,
         enable_auto_commit=False,
         isolation_level="read_committed",
-        client_id="stream-cd-restore",
-        max_partition_fetch_bytes=MAX_CHECKPOINT_BYTES,
-        fetch_max_bytes=MAX_CHECKPOINT_BYTES,
+        client_id=client_id,
+        **options,
+    )
+
+
+def committed_records(bootstrap: str, topic: str, timeout_s: float = 60.0) -> Iterator:
+    """Every committed record of ``topic`` from its start to its end at the time of the call."""
+    consumer = committed_reader(
+        bootstrap, "stream-cd-restore", max_partition_fetch_bytes=MAX_CHECKPOINT_BYTES, fetch_max_bytes=MAX_CHECKPOINT_BYTES
     )
     try:
         parts = consumer.partitions_for_topic(topic)

@@ -14,6 +14,8 @@ from typing import Any
 import orjson
 from kafka import KafkaConsumer, TopicPartition
 
+from consumers.checkpoints import committed_reader
+
 from stream_cd.errors import TransportError
 
 __all__ = ["subscribe_decisions"]
@@ -51,13 +53,7 @@ def subscribe_decisions(
     """
     if max_decisions is not None and max_decisions <= 0:
         return
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-        client_id="stream-cd-decisions",
-    )
+    consumer = committed_reader(bootstrap, "stream-cd-decisions")
     try:
         parts = _partitions(consumer, topic, wait_s=10.0 if follow else 3.0)
         if not parts:

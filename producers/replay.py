@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable
 
 import orjson
@@ -10,6 +9,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from stream_cd.errors import TransportError
+from stream_cd.sources import paced
 
 __all__ = ["replay_to_kafka", "model_key_of"]
 
@@ -44,14 +44,8 @@ def replay_to_kafka(
     except KafkaError as err:
         raise TransportError(f"cannot connect to Kafka at {bootstrap}: {err}") from err
     sent = 0
-    start = time.monotonic()
     try:
-        for raw in events:
-            if rate:
-                due = start + sent / rate
-                delay = due - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
+        for raw in paced(events, rate):
             producer.send(topic, key=model_key_of(raw), value=raw)
             sent += 1
             if on_sent is not None and sent % 1000 == 0:

@@ -16,7 +16,8 @@ is a missing feature.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -24,7 +25,7 @@ import orjson
 
 from stream_cd.errors import ConfigError
 
-__all__ = ["read_events", "csv_events", "jsonl_events"]
+__all__ = ["read_events", "csv_events", "jsonl_events", "paced"]
 
 _FIELDS = ("key", "id", "ts", "session", "source")
 
@@ -78,6 +79,19 @@ def jsonl_events(handle: IO[bytes]) -> Iterator[bytes]:
         line = line.rstrip(b"\r\n")
         if line.strip():
             yield line
+
+
+def paced(events: Iterable[bytes], rate: float | None) -> Iterator[bytes]:
+    """Yield ``events`` at about ``rate`` per second (as fast as they come when None)."""
+    if not rate:
+        yield from events
+        return
+    start = time.monotonic()
+    for i, raw in enumerate(events):
+        delay = start + i / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        yield raw
 
 
 def read_events(path: str | Path, label: str = "y") -> Iterator[bytes]:

@@ -219,20 +219,9 @@ def _replay(args: argparse.Namespace) -> int:
     return _replay_embedded(args, events, show_progress)
 
 
-def _paced(events: Iterator[bytes], rate: float | None) -> Iterator[bytes]:
-    if not rate:
-        yield from events
-        return
-    start = time.monotonic()
-    for i, raw in enumerate(events):
-        delay = start + i / rate - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        yield raw
-
-
 def _replay_embedded(args: argparse.Namespace, events: Iterator[bytes], show_progress: bool) -> int:
     from stream_cd.embedded import DirectoryStore, EmbeddedTransport
+    from stream_cd.sources import paced
     from stream_cd.pipeline import Pipeline
     from stream_cd.worker import run_worker
 
@@ -242,7 +231,7 @@ def _replay_embedded(args: argparse.Namespace, events: Iterator[bytes], show_pro
     if args.checkpoint_dir:
         state_key = state_key_from_env(required=True)
         store = DirectoryStore(args.checkpoint_dir)
-    transport = EmbeddedTransport(_paced(events, args.rate), topic=topics.events, keep=False, store=store)
+    transport = EmbeddedTransport(paced(events, args.rate), topic=topics.events, keep=False, store=store)
     with _stop_on_signals() as stop, _progress(args.file, show_progress) as advance, _prediction_sinks(args) as write:
         run_worker(
             transport,
