@@ -13,7 +13,9 @@ from stream_cd.pipeline import Pipeline
 from stream_cd.transport import Topics
 from stream_cd.worker import Worker, WorkerStats
 
-__all__ = ["run_kafka_worker", "checkpoint_topic_spec"]
+__all__ = ["run_kafka_worker", "checkpoint_topic_spec", "DEAD_LETTER_MAX_BYTES"]
+
+DEAD_LETTER_MAX_BYTES = 8 * 1024 * 1024
 
 
 def checkpoint_topic_spec(name: str) -> TopicSpec:
@@ -48,7 +50,9 @@ def run_kafka_worker(
     restarted worker fences its crashed self at once). Without one it commits
     at least once and keeps no state.
     """
-    specs = [TopicSpec(topics.decisions), TopicSpec(topics.dead_letter)]
+    # A dead letter carries its original bytes plus headers: room for any message the events topic took.
+    dead_letter = TopicSpec(topics.dead_letter, config={"max.message.bytes": str(DEAD_LETTER_MAX_BYTES)})
+    specs = [TopicSpec(topics.decisions), dead_letter]
     if publish_predictions:
         specs.append(TopicSpec(topics.predictions))
     if state_key is not None:
