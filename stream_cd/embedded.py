@@ -109,6 +109,8 @@ class EmbeddedTransport:
         self.position = 0
         self.committed = 0
         self.topics: dict[str, list[Message]] = defaultdict(list)
+        self._read: list[bytes] = []  # values handed out since the last commit, to seek back within
+        self._again: list[bytes] = []  # values to hand out again before reading on
         self._events: list[tuple[str, list[int]]] = []
         self._started = False
 
@@ -120,8 +122,10 @@ class EmbeddedTransport:
                 return []  # the worker restores and seeks before the first message
         batch = []
         now = self._clock()
-        for value in itertools.islice(self._source, max_records):
+        again, self._again = self._again[:max_records], self._again[max_records:]
+        for value in itertools.chain(again, itertools.islice(self._source, max_records - len(again))):
             batch.append(Message(self.topic, 0, self.position, now, None, value))
+            self._read.append(value)
             self.position += 1
         return batch
 
@@ -137,6 +141,7 @@ class EmbeddedTransport:
         if checkpoints and self.store is not None:
             self.store.save(checkpoints)
         self.committed = self.position
+        self._read.clear()
 
     def rebalance_events(self) -> list[tuple[str, list[int]]]:
         events, self._events = self._events, []
@@ -161,11 +166,18 @@ class EmbeddedTransport:
         return self.store.load() if self.store is not None else {}
 
     def seek(self, partition: int, offset: int) -> None:
-        """Skip forward to ``offset`` (the input is read once, from its start)."""
+        """Resume at ``offset``: forward by skipping input, back no further than the last commit."""
+        if offset < self.committed:
+            raise StateError(f"cannot seek the embedded input back to {offset}, before its last commit at {self.committed}")
         if offset < self.position:
-            raise StateError(f"cannot seek the embedded input back to {offset} from {self.position}")
-        for _ in itertools.islice(self._source, offset - self.position):
-            pass
+            keep = offset - self.committed
+            self._again = self._read[keep:] + self._again
+            del self._read[keep:]
+        else:
+            skip = offset - self.position
+            dropped, self._again = self._again[:skip], self._again[skip:]
+            for _ in itertools.islice(self._source, skip - len(dropped)):
+                pass
         self.position = offset
 
     def close(self) -> None:

@@ -189,3 +189,64 @@ def test_model_keys_that_look_like_partition_records_keep_their_own_state(tmp_pa
     assert sorted(models) == ["partition:0", "partition:x"]
     assert models["partition:0"]["learned"] == models["partition:x"]["learned"] == 60
     assert second.summary()["events"] == 120
+
+
+class _FlakyTransport(EmbeddedTransport):
+    """An embedded transport whose sends fail a given number of times, like a broker going away."""
+
+    def __init__(self, source, failures: int) -> None:
+        super().__init__(source)
+        self.failures = failures
+        self.resets = 0
+
+    def send(self, topic, key, value, headers=None) -> None:
+        if self.failures:
+            self.failures -= 1
+            from stream_cd.errors import TransportError
+
+            raise TransportError("the broker went away")
+        super().send(topic, key, value, headers)
+
+    def reset(self) -> None:
+        """Like a rejoin: uncommitted messages come again, and the partition is assigned anew."""
+        self.resets += 1
+        self.seek(0, self.committed)
+        if self.store is not None:
+            self._events.append(("assigned", [0]))
+
+
+_MIXED = [b"not json", b'{"x": {"a": 1}, "y": true}', b'{"x": {"a": 2}, "y": false}'] * 10
+
+
+def test_a_failing_send_rolls_back_to_the_last_commit_and_repeats_nothing(tmp_path) -> None:
+    from stream_cd.embedded import DirectoryStore
+
+    reference = Pipeline()
+    run_worker(EmbeddedTransport(_MIXED), reference, Topics())
+
+    transport = _FlakyTransport(iter(_MIXED), failures=2)
+    transport.store = DirectoryStore(tmp_path)
+    pipeline = Pipeline()
+    run_worker(transport, pipeline, Topics(), batch_size=5, state_key=b"k" * 32, commit_every_events=5)
+    assert transport.resets == 2
+    assert pipeline.summary() == reference.summary()  # nothing lost, nothing counted or learned twice
+
+
+def test_at_least_once_a_failing_send_loses_nothing() -> None:
+    transport = _FlakyTransport(iter(_MIXED), failures=2)
+    pipeline = Pipeline()
+    run_worker(transport, pipeline, Topics(), batch_size=5)
+    assert transport.resets == 2
+    summary = pipeline.summary()
+    assert summary["invalid"] >= 10 and summary["models"]["default"]["learned"] >= 20
+
+
+def test_a_transport_that_keeps_failing_stops_the_worker_with_a_clear_error() -> None:
+    import pytest
+
+    from stream_cd.errors import TransportError
+    from stream_cd.worker import MAX_FAILURES
+
+    transport = _FlakyTransport(iter(_MIXED), failures=10**6)
+    with pytest.raises(TransportError, match=f"giving up after {MAX_FAILURES} failures in a row"):
+        run_worker(transport, Pipeline(), Topics(), batch_size=5)
