@@ -172,11 +172,13 @@ class Pipeline:
         if offset < slot.offsets.get(partition, 0):
             return _SKIPPED
         slot.offsets[partition] = offset + 1
-        return self.handle(event, ts)
+        return self._serve(slot, event, ts)
 
     def handle(self, event: Event, ts: int) -> Outcome:
         """Learn from (or serve) an already decoded event that comes from no partition."""
-        slot = self.slot(event.key)
+        return self._serve(self.slot(event.key), event, ts)
+
+    def _serve(self, slot: ModelSlot, event: Event, ts: int) -> Outcome:
         self._dirty_keys.add(event.key)
         if event.ts is not None:
             ts = event.ts

@@ -191,8 +191,8 @@ class ModelSlot:
             return y_pred, y_pred
         classification = self.task == "classification"
         global_pred = self.champion.predict_proba(x) if classification else self.champion.predict(x)
-        adapted = sessions.predict(session, x, global_pred, ts)
-        adapter = sessions.get(session)
+        adapter = sessions.get(session, ts)  # None for a new (or expired) session: it gets the global prediction
+        adapted = global_pred if adapter is None else adapter.predict(x, global_pred)
         self.served = (global_pred, adapted, 0 if adapter is None else adapter.n)
         y_pred = self.last_prediction = top_class(adapted) if classification else adapted
         return y_pred, global_pred

@@ -10,7 +10,6 @@ import argparse
 import signal
 import sys
 import threading
-import time
 from contextlib import contextmanager
 from typing import Any, Iterator
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import orjson
-import pytest
 from river import datasets, linear_model, preprocessing
 
 from stream_cd.config import PipelineConfig
