@@ -54,6 +54,7 @@ class PairedComparator:
     """Sliding window of paired losses; subclasses supply the test."""
 
     test_name = "paired"
+    challenger_wins = champion_wins = 0  # for windows pickled before they were counted here
 
     def __init__(
         self,
@@ -72,6 +73,8 @@ class PairedComparator:
         self.seen = 0
         self.champion_sum = 0.0
         self.challenger_sum = 0.0
+        self.challenger_wins = 0  # pairs in the window where the challenger's loss is lower
+        self.champion_wins = 0  # ... and where the champion's is
         self._last_keep = 0
 
     def reset(self) -> None:
@@ -85,13 +88,19 @@ class PairedComparator:
             old_champion, old_challenger = pairs[0]
             self.champion_sum -= old_champion
             self.challenger_sum -= old_challenger
-            self._forget(old_champion, old_challenger)
+            if old_champion > old_challenger:
+                self.challenger_wins -= 1
+            elif old_champion < old_challenger:
+                self.champion_wins -= 1
         pairs.append((champion_loss, challenger_loss))
         self.champion_sum += champion_loss
         self.challenger_sum += challenger_loss
-        self._remember(champion_loss, challenger_loss)
-        self.seen += 1
-        if self.seen < self.min_sample or (self.seen - self.min_sample) % self.every:
+        if champion_loss > challenger_loss:
+            self.challenger_wins += 1
+        elif champion_loss < challenger_loss:
+            self.champion_wins += 1
+        self.seen = seen = self.seen + 1
+        if seen < self.min_sample or (seen - self.min_sample) % self.every:
             return None
         verdict = self.evaluate()
         if verdict.action == "keep":
@@ -123,12 +132,6 @@ class PairedComparator:
             return Verdict("drop", evidence)
         return Verdict("keep", evidence)
 
-    def _remember(self, champion_loss: float, challenger_loss: float) -> None:
-        pass
-
-    def _forget(self, champion_loss: float, challenger_loss: float) -> None:
-        pass
-
     def _test(self) -> tuple[float, float]:
         raise NotImplementedError
 
@@ -137,23 +140,6 @@ class McNemarComparator(PairedComparator):
     """Exact McNemar test on 0/1 losses (classification)."""
 
     test_name = "mcnemar-exact"
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.challenger_wins = 0  # champion wrong, challenger right
-        self.champion_wins = 0  # champion right, challenger wrong
-
-    def _remember(self, champion_loss: float, challenger_loss: float) -> None:
-        if champion_loss > challenger_loss:
-            self.challenger_wins += 1
-        elif champion_loss < challenger_loss:
-            self.champion_wins += 1
-
-    def _forget(self, champion_loss: float, challenger_loss: float) -> None:
-        if champion_loss > challenger_loss:
-            self.challenger_wins -= 1
-        elif champion_loss < challenger_loss:
-            self.champion_wins -= 1
 
     def _test(self) -> tuple[float, float]:
         discordant = self.challenger_wins + self.champion_wins

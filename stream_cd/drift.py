@@ -34,17 +34,28 @@ class RisingLossDetector:
         ADWIN's confidence; smaller means fewer, later alarms.
     """
 
+    _sum = 0.0
+    _n: int | None = None  # None: not mirrored yet (a detector pickled before), ask ADWIN
+
     def __init__(self, delta: float = 0.002) -> None:
         self.delta = delta
         self.adwin = drift.ADWIN(delta=delta)
         self.rises = 0
         self.falls = 0
+        self._sum = 0.0  # sum and count of ADWIN's window: it only ever drops elements when it
+        self._n: int | None = 0  # detects a change, and then starts afresh on the next update
 
     def update(self, loss: float) -> bool:
         """Feed one loss; return True when the loss has risen significantly."""
         adwin = self.adwin
-        before = adwin.estimation
+        if adwin.drift_detected:
+            self._sum, self._n = 0.0, 0
+        n = self._n
+        before = adwin.estimation if n is None else (self._sum / n if n else 0.0)
         adwin.update(loss)
+        if n is not None:
+            self._sum += loss
+            self._n = n + 1
         if not adwin.drift_detected:
             return False
         if adwin.estimation > before:

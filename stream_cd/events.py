@@ -33,6 +33,7 @@ __all__ = ["Event", "decode_event", "encode_event", "DEFAULT_KEY", "DEFAULT_MAX_
 DEFAULT_KEY = "default"
 DEFAULT_MAX_EVENT_BYTES = 64 * 1024
 _MISSING = object()
+_SCALARS = frozenset((str, bool, int, float))  # what a feature value or a label may be
 _JSON_TYPE = {dict: "an object", list: "a list", type(None): "null", str: "a string",
               bool: "a boolean", int: "a number", float: "a number"}
 
@@ -136,29 +137,41 @@ def decode_event(raw: bytes, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Event:
     Traceback (most recent call last):
     ...
     stream_cd.errors.InvalidEvent: event is 9 bytes, over the limit of 4 bytes
+    >>> decode_event(b'{"x": {"a": 1e999}}')
+    Traceback (most recent call last):
+    ...
+    stream_cd.errors.InvalidEvent: not valid JSON: number is infinity when parsed as double: line 1 column 13 (char 12)
     """
     if raw is None:
         raise InvalidEvent("message has no value")
     if len(raw) > max_bytes:
         raise InvalidEvent(f"event is {len(raw)} bytes, over the limit of {max_bytes} bytes")
     try:
-        obj = orjson.loads(raw)
+        obj = orjson.loads(raw)  # refuses NaN and infinities, so every float below is finite
     except orjson.JSONDecodeError as err:
         raise InvalidEvent(f"not valid JSON: {err}") from None
     if type(obj) is not dict:
         raise InvalidEvent(f"event is {_kind(obj)}; it must be a JSON object")
-    key = obj.get("key", DEFAULT_KEY)
+    get = obj.get
+    key = get("key", DEFAULT_KEY)
     if type(key) is not str or not key:
         raise InvalidEvent(f"key is {key!r}; it must be a non-empty string")
-    ts = obj.get("ts")
+    ts = get("ts")
     if ts is not None and (type(ts) is not int or ts < 0):
         raise InvalidEvent(f"ts is {ts!r}; it must be epoch milliseconds as a whole number")
-    return Event(
-        key=key,
-        x=_check_features(obj.get("x", _MISSING)),
-        y=_check_label(obj.get("y")),
-        id=_optional_str(obj, "id"),
-        ts=ts,
-        session=_optional_str(obj, "session") or _optional_str(obj, "user"),
-        source=_optional_str(obj, "source"),
-    )
+    x = get("x", _MISSING)
+    if type(x) is not dict or not _SCALARS.issuperset(map(type, x.values())):
+        x = _check_features(x)  # names the first bad feature
+    y = get("y")
+    if y is not None and type(y) not in _SCALARS:
+        y = _check_label(y)
+    ident, session, source = get("id"), get("session"), get("source")
+    if ident is not None and type(ident) is not str:
+        ident = _optional_str(obj, "id")
+    if session is None or session == "":
+        session = get("user")
+    if session is not None and type(session) is not str:
+        session = _optional_str(obj, "session") or _optional_str(obj, "user")
+    if source is not None and type(source) is not str:
+        source = _optional_str(obj, "source")
+    return Event(key, x, y, ident, ts, session, source)

@@ -148,7 +148,12 @@ class Pipeline:
         self._dirty_partitions.add(partition)
         try:
             event = decode_event(raw, self.config.max_event_bytes)
-            return self._handle(event, ts, partition, offset)
+            slot = self.slots.get(event.key) or self.slot(event.key)
+            offsets = slot.offsets
+            if offset < offsets.get(partition, 0):
+                return _SKIPPED
+            offsets[partition] = offset + 1
+            return self._serve(slot, event, ts)
         except InvalidEvent as err:
             part.invalid += 1
             return Outcome(invalid=err.reason)

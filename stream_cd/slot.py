@@ -34,12 +34,13 @@ from stream_cd.versions import Version, VersionBook
 __all__ = ["Candidate", "ModelSlot"]
 
 _KIND_NAMES = {float: "a number", bool: "a boolean", str: "a string"}
+_NUMBERS = frozenset((int, float))
 
 
 class Candidate:
     """A model with its spec and version."""
 
-    __slots__ = ("spec", "model", "version", "learned")
+    __slots__ = ("spec", "model", "_version", "label", "learned")
 
     def __init__(self, spec: ModelSpec, version: Version) -> None:
         self.spec = spec
@@ -47,28 +48,43 @@ class Candidate:
         self.version = version
         self.learned = 0
 
+    @property
+    def version(self) -> Version:
+        return self._version
+
+    @version.setter
+    def version(self, version: Version) -> None:
+        self._version = version
+        self.label = str(version)  # what every outcome reports, formatted once per version
+
+    def failure(self, doing: str, err: Exception) -> InvalidEvent:
+        """The rejection of an event this model failed on: it must not stop the worker."""
+        return InvalidEvent(f"model {self.spec} ({self.label}) cannot {doing} this event: {err!r}")
+
     def predict(self, x: dict) -> Any:
         try:
             return self.model.predict_one(x)
-        except Exception as err:  # a model that cannot use this event must not stop the worker
-            raise InvalidEvent(f"model {self.spec} ({self.version}) cannot predict this event: {err!r}") from None
+        except Exception as err:
+            raise self.failure("predict", err) from None
 
     def predict_proba(self, x: dict) -> dict:
         try:
             return self.model.predict_proba_one(x)
         except Exception as err:
-            raise InvalidEvent(f"model {self.spec} ({self.version}) cannot predict this event: {err!r}") from None
+            raise self.failure("predict", err) from None
 
     def learn(self, x: dict, y: Any) -> None:
         try:
             self.model.learn_one(x, y)
         except Exception as err:
-            raise InvalidEvent(f"model {self.spec} ({self.version}) cannot learn this event: {err!r}") from None
+            raise self.failure("learn", err) from None
         self.learned += 1
 
 
 class ModelSlot:
     """Learning state of one model key."""
+
+    _numeric: frozenset[str] = frozenset()  # features the schema knows as numbers
 
     def __init__(self, key: str, config: PipelineConfig) -> None:
         self.key = key
@@ -149,16 +165,18 @@ class ModelSlot:
 
     @property
     def champion_version(self) -> str:
-        return str(self.champion.version)
+        return self.champion.label
 
     @property
     def challenger_version(self) -> str | None:
-        return None if self.challenger is None else str(self.challenger.version)
+        return None if self.challenger is None else self.challenger.label
 
     def check_schema(self, x: dict) -> None:
         """Reject an event whose feature changed kind (number, boolean, string) from earlier
         events of this key, before any model sees it: models fail on such events part-way
         through learning, which would leave them changed by an event that was rejected."""
+        if x.keys() <= self._numeric and _NUMBERS.issuperset(map(type, x.values())):
+            return  # the common case, checked in C: only numbers, all known as numbers
         schema = self.schema
         new = None
         for name, value in x.items():
@@ -177,6 +195,7 @@ class ModelSlot:
                 )
         if new:
             schema.update(new)  # only once the whole event is known to fit
+            self._numeric = frozenset(name for name, kind in schema.items() if kind is float)
 
     def _serve(self, x: dict, session: str | None, ts: int | None) -> tuple[Any, Any]:
         """The prediction served for ``x`` and the champion's own (global) prediction.
@@ -229,9 +248,12 @@ class ModelSlot:
         if (self.source_cap is not None or self.range_guard is not None) and self._held_back(x, source or session):
             self.events_seen += 1
             return []
-        champion = self.champion
-        y_pred, global_pred = self._serve(x, session, ts)
-        challenger = self.challenger
+        champion, challenger = self.champion, self.challenger
+        if session is None or self.sessions is None:
+            y_pred = global_pred = self.last_prediction = champion.predict(x)
+            self.served = None
+        else:
+            y_pred, global_pred = self._serve(x, session, ts)
         if challenger is not None:
             c_pred = challenger.predict(x)
         champion.learn(x, y)  # every prediction first, then the champion's learning: if it fails, nothing learned

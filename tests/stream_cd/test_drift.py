@@ -78,3 +78,42 @@ def test_regression_losses_rise() -> None:
     detector = RisingLossDetector()
     alarms = alarms_of(detector.update, stream)
     assert alarms and 3000 <= alarms[0] < 3100
+
+
+def _reference_rises(losses: list[float], delta: float = 0.002) -> list[int]:
+    """Rises judged by asking ADWIN for its mean before every update."""
+    adwin, rises = drift.ADWIN(delta=delta), []
+    for i, loss in enumerate(losses):
+        before = adwin.estimation
+        adwin.update(loss)
+        if adwin.drift_detected and adwin.estimation > before:
+            rises.append(i)
+    return rises
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_mirrored_window_mean_judges_every_alarm_as_adwin_itself_would(seed: int) -> None:
+    rng = random.Random(seed)
+    losses: list[float] = []
+    for rate in (0.1, 0.5, 0.05, 0.6, 0.2, 0.2, 0.7, 0.1):  # rises and falls, each 2,000 long
+        losses += [float(rng.random() < rate) for _ in range(2000)]
+    losses += [abs(rng.gauss(3 if i > 1000 else 1, 1)) for i in range(2000)]  # real-valued losses too
+    detector = RisingLossDetector()
+    mine = []
+    for i, loss in enumerate(losses):
+        if detector.update(loss):
+            mine.append(i)
+        if not detector.adwin.drift_detected:  # between alarms the mirror is ADWIN's window exactly
+            assert detector._n == detector.adwin.width
+            assert detector._sum == pytest.approx(detector.adwin.total)
+    assert mine == _reference_rises(losses) and len(mine) >= 3
+
+
+def test_a_detector_pickled_without_the_mirror_still_judges_by_adwin() -> None:
+    rng = random.Random(3)
+    losses = [float(rng.random() < 0.1) for _ in range(3000)] + [float(rng.random() < 0.5) for _ in range(3000)]
+    detector = RisingLossDetector()
+    for loss in losses[:1000]:
+        detector.update(loss)
+    del detector._n, detector._sum  # as unpickled from a checkpoint written before the mirror
+    assert [i for i, loss in enumerate(losses[1000:], 1000) if detector.update(loss)][:1] == _reference_rises(losses)[:1]
