@@ -12,10 +12,13 @@ On the same ``--n`` Agrawal events, for each champion+shadow pair:
     and shadow both ``predict_one`` and ``learn_one``;
 (b) ``Worker`` + ``KafkaTransport`` + ``Pipeline(drift="adwin")`` on the
     events produced beforehand into a fresh one-partition topic, in two
-    delivery modes: ``alo`` (at-least-once: no state key, a commit after every
-    batch) and ``eos`` (exactly-once: state key, checkpoints topic, one
-    transaction per commit at the default interval, DEFAULT_COMMIT_EVENTS /
-    DEFAULT_COMMIT_SECONDS). Joining the group is done first; the clock runs
+    delivery modes, both committing at the default interval
+    (DEFAULT_COMMIT_EVENTS / DEFAULT_COMMIT_SECONDS): ``alo`` (at-least-once:
+    no state key; flush, then commit offsets) and ``eos`` (exactly-once: state
+    key, checkpoints topic, one transaction per commit); each with the fetch
+    process (the worker's default) or, as ``alo-inline`` / ``eos-inline``,
+    fetching and decoding in the worker's own process. Joining the group (and
+    starting the fetch process) is done first; the clock runs
     from the first poll until ``Worker.run`` returns (its final commit included);
 
 then the ratios b/a and eos/alo, a per-event time breakdown of (b), and (c)
@@ -28,6 +31,7 @@ Results are printed and written to ``bench/out/throughput.json``.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import multiprocessing as mp
 import os
@@ -112,37 +116,48 @@ def join_group(transport: KafkaTransport, timeout_s: float = 20.0) -> float:
     for a fresh group (nothing to restore: seek to the beginning), so that joining stays
     outside the clock in both delivery modes.
     """
-    consumer = transport.consumer
     start = perf_counter()
-    while not consumer.assignment():
+    fetcher = getattr(transport, "_fetcher", None)
+    if fetcher is not None and not fetcher.wait_ready(60):  # its start-up is not throughput
+        raise RuntimeError("the fetch process did not start")
+    while not transport.assignment():
         if perf_counter() - start > timeout_s:
             raise RuntimeError("no partition assigned")
         transport.poll(1, 0.5)  # subscribes on first use; a record read here is read again after the rewind
     transport.rebalance_events()
-    consumer.seek_to_beginning()
+    for partition in transport.assignment():
+        transport.seek_committed(partition)  # a fresh group has committed nothing: from the beginning
     return perf_counter() - start
 
 
 STATE_KEY = b"bench-state-key-0123456789abcdef"  # exactly-once mode signs checkpoints with it
-MODES = {"alo": "at-least-once, commit per batch", "eos": "exactly-once, transactions at the default interval"}
+MODES = {
+    "alo": "at-least-once, commits at the default interval, fetch process (the worker's default)",
+    "eos": "exactly-once, transactions at the default interval, fetch process (the worker's default)",
+    "alo-inline": "at-least-once, fetching and decoding in the worker's own process",
+    "eos-inline": "exactly-once, fetching and decoding in the worker's own process",
+}
 
 
 def worker_run(bootstrap: str, events_topic: str, pair: str, n: int, mode: str, *, on_outcome=None,
                ready=None, profiler=None) -> dict:
     """Run the worker over ``n`` messages of ``events_topic``; return its rate and time split.
 
-    ``mode`` "alo": no state key, the worker commits after every batch (producer flush +
+    ``mode`` "alo": no state key, the worker commits at the same interval as "eos" (producer flush +
     synchronous offset commit). ``mode`` "eos": state key, checkpoints topic and
     transactional id; the worker commits (pickle + sign changed slots, one transaction
     with decisions, checkpoints and offsets) every DEFAULT_COMMIT_EVENTS events or
     DEFAULT_COMMIT_SECONDS seconds. Each run has its own topic prefix (decisions,
     dead letters, checkpoints) and group, on the shared pre-produced events topic.
     """
+    if mode not in MODES:
+        raise SystemExit(f"mode {mode!r} is not one of {', '.join(MODES)}")
     champion, shadow = pair.split("+")
+    inline = mode.endswith("-inline")
     # drop_budget past n: an identical shadow is never better, and the default budget (20,000
     # pairs) would drop it, leaving the worker one model where the bare loop has two.
     pipeline = Pipeline(PipelineConfig(model=champion, shadow=shadow, drift="adwin", drop_budget=n + 1))
-    eos = mode == "eos"
+    eos = mode.startswith("eos")
     tag = uuid.uuid4().hex[:8]
     topics = Topics(f"bench-{mode}-{tag}", events=events_topic)
     specs = [TopicSpec(topics.decisions), TopicSpec(topics.dead_letter)]
@@ -153,7 +168,8 @@ def worker_run(bootstrap: str, events_topic: str, pair: str, n: int, mode: str, 
         group = f"bench-{mode}-{pair}-{tag}-{attempt}"
         inner = KafkaTransport(bootstrap, events_topic, group,
                                checkpoints_topic=topics.checkpoints if eos else None,
-                               transactional_id=f"{group}.w0" if eos else None)
+                               transactional_id=f"{group}.w0" if eos else None,
+                               fetch_process=not inline)
         try:
             join_s = join_group(inner)
             break
@@ -282,11 +298,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--repeat", type=int, default=2,
                         help="alternate a, b-alo and b-eos this many times; report the best and the median")
-    parser.add_argument("--modes", default="alo,eos", help="delivery modes of (b): alo, eos or both")
+    parser.add_argument("--modes", default="alo,eos,alo-inline",
+                        help=f"modes of (b), from {', '.join(MODES)}")
     parser.add_argument("--pairs", default=",".join(PAIRS))
     parser.add_argument("--latency-seconds", type=float, default=20.0, help="0 skips (c)")
     parser.add_argument("--latency-repeat", type=int, default=2)
-    parser.add_argument("--profile", choices=["alo", "eos"], default=None,
+    parser.add_argument("--profile", choices=list(MODES), default=None,
                         help="also run (b) logreg+logreg in this mode under cProfile; writes bench/out/profile_worker_<mode>.txt")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
@@ -299,6 +316,9 @@ def main() -> None:
     decoded = [orjson.loads(r) for r in raws]  # the dicts the worker sees
     xs, ys = [e["x"] for e in decoded], [e["y"] for e in decoded]
     del decoded
+    # The events held here for (a) are millions of objects a deployed worker does not have;
+    # keep the garbage collector's full passes in (b) from walking them.
+    gc.freeze()
 
     events_topic = fresh_events_topic(args.bootstrap, "throughput")
     start = perf_counter()
@@ -330,7 +350,7 @@ def main() -> None:
             r["b"][mode] = {"events_per_s": best["events_per_s"], "median": _median(rates), "runs": b_runs[mode],
                             "best": best, "ratio_b_over_a": best["events_per_s"] / a,
                             "ratio_median": _median(ratios), "ratios": ratios}
-        if "alo" in b_runs and "eos" in b_runs:
+        if "alo" in b_runs and "eos" in b_runs:  # both with the fetch process
             eos_over_alo = [e["events_per_s"] / l["events_per_s"] for e, l in zip(b_runs["eos"], b_runs["alo"])]
             r["eos_over_alo"] = {"best": r["b"]["eos"]["events_per_s"] / r["b"]["alo"]["events_per_s"],
                                  "median": _median(eos_over_alo), "runs": eos_over_alo}
@@ -343,7 +363,7 @@ def main() -> None:
     header = f"{'pair':30s} {'a bare':>16s}"
     for mode in modes:
         header += f" {'b ' + mode:>18s} {'b/a':>11s}"
-    if len(modes) == 2:
+    if "alo" in modes and "eos" in modes:
         header += f" {'eos/alo':>11s}"
     print(header)
     for pair, r in results["pairs"].items():
@@ -356,20 +376,22 @@ def main() -> None:
         print(line)
 
     print("\nwhere (b)'s time goes (best run), microseconds per event:")
-    print(f"{'pair':30s} {'mode':4s} {'total':>6s} {'poll':>6s} {'commit':>6s} {'(pickle':>7s} {'kafka)':>6s} "
+    print(f"{'pair':30s} {'mode':10s} {'total':>6s} {'poll':>6s} {'commit':>6s} {'(pickle':>7s} {'kafka)':>6s} "
           f"{'orjson':>6s} {'valid.':>6s} {'models':>6s} {'slot+rest':>9s} {'commits':>7s}")
     for pair, r in results["pairs"].items():
         for mode in modes:
             b = r["b"][mode]["best"]
-            rest = b["pipeline_us"] - costs["orjson_us"] - costs["validation_us"] - r["model_us"]
+            # with the fetch process, decoding happens there: not in this process's time
+            orjson_us, validation_us = (costs["orjson_us"], costs["validation_us"]) if mode.endswith("-inline") else (0.0, 0.0)
+            rest = b["pipeline_us"] - orjson_us - validation_us - r["model_us"]
             r["b"][mode]["breakdown_us"] = {
                 "total": 1e6 / b["events_per_s"], "kafka_poll": b["poll_us"], "commit": b["commit_us"],
                 "state_dump": b["state_dump_us"], "kafka_commit": b["kafka_commit_us"],
-                "orjson": costs["orjson_us"], "validation": costs["validation_us"],
+                "orjson": orjson_us, "validation": validation_us,
                 "models": r["model_us"], "slot_and_rest": rest}
-            print(f"{pair:30s} {mode:4s} {1e6 / b['events_per_s']:6.1f} {b['poll_us']:6.1f} {b['commit_us']:6.1f} "
-                  f"{b['state_dump_us']:7.1f} {b['kafka_commit_us']:6.1f} {costs['orjson_us']:6.1f} "
-                  f"{costs['validation_us']:6.1f} {r['model_us']:6.1f} {rest:9.1f} {b['commits']:7d}")
+            print(f"{pair:30s} {mode:10s} {1e6 / b['events_per_s']:6.1f} {b['poll_us']:6.1f} {b['commit_us']:6.1f} "
+                  f"{b['state_dump_us']:7.1f} {b['kafka_commit_us']:6.1f} {orjson_us:6.1f} "
+                  f"{validation_us:6.1f} {r['model_us']:6.1f} {rest:9.1f} {b['commits']:7d}")
 
     if args.latency_seconds > 0 and "logreg+logreg" in results["pairs"]:
         lr = results["pairs"]["logreg+logreg"]["b"]

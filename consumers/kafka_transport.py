@@ -10,6 +10,11 @@ Two delivery modes:
   the last committed checkpoints and offsets together.
 * at-least-once: the producer is flushed, then the offsets are committed.
 
+By default a fetch process (``consumers.fetcher``) reads and decodes the held
+partitions, and this process's consumer only keeps the group membership and
+commits: kafka-python's record parsing and the JSON decoding then run beside
+the learning instead of taking turns with it.
+
 kafka-python runs rebalance callbacks on its network thread, where nothing
 may block, so the callbacks only note what changed; the worker handles it
 after ``poll`` returns. A revocation rolls back to the last commit (the open
@@ -31,7 +36,9 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from consumers.checkpoints import MAX_CHECKPOINT_BYTES, PARTITIONS_HEADER, read_checkpoints
+from consumers.fetcher import Fetcher
 from stream_cd.errors import StateError, TransportError
+from stream_cd.events import DEFAULT_MAX_EVENT_BYTES
 from stream_cd.transport import Checkpoint, Message
 
 __all__ = ["KafkaTransport"]
@@ -40,6 +47,7 @@ log = logging.getLogger(__name__)
 
 
 COMMIT_TIMEOUT_S = 60.0
+MEMBERSHIP_POLL_S = 0.1  # with a fetch process: how often the group member polls once settled
 
 
 def _within(seconds: float, fn, *args):
@@ -65,7 +73,8 @@ def _within(seconds: float, fn, *args):
 
 
 class _Listener(ConsumerRebalanceListener):
-    """Notes rebalances; never blocks kafka-python's network thread."""
+    """Notes rebalances; never blocks kafka-python's network thread (pausing a
+    partition here, for one, deadlocks it)."""
 
     def __init__(self, topic: str) -> None:
         self.topic = topic
@@ -99,6 +108,8 @@ class KafkaTransport:
         transactional_id: str | None = None,
         client_id: str = "stream-cd-worker",
         max_poll_records: int = 2000,
+        fetch_process: bool = True,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ) -> None:
         if (checkpoints_topic is None) != (transactional_id is None):
             raise ValueError("exactly-once needs both checkpoints_topic and transactional_id")
@@ -110,6 +121,10 @@ class KafkaTransport:
         self._in_transaction = False
         self._subscribed = False
         self._pending: list = []  # at-least-once: sends not yet known delivered
+        self._fetch_options = {"max_records": max_poll_records, "max_event_bytes": max_event_bytes} if fetch_process else None
+        self._fetcher: Fetcher | None = None
+        self._positions: dict[int, int] = {}  # with a fetch process: next offset to commit, per partition
+        self._membership_polled = 0.0
         self._consumer_config = {
             "bootstrap_servers": bootstrap,
             "group_id": group,
@@ -137,6 +152,12 @@ class KafkaTransport:
             self.producer = self._new_producer()
         except KafkaError as err:
             raise TransportError(f"cannot connect to Kafka at {bootstrap}: {err}") from err
+        self._start_fetcher()
+
+    def _start_fetcher(self) -> None:
+        if self._fetch_options is not None:
+            self._fetcher = Fetcher(self._consumer_config, self.topic, **self._fetch_options)
+            self._positions = {}
 
     def _new_producer(self) -> KafkaProducer:
         producer = KafkaProducer(**self._producer_config)
@@ -155,6 +176,8 @@ class KafkaTransport:
         consumer that notes it must re-join and never does), hence new ones.
         """
         log.warning("replacing the Kafka clients after a failed commit")
+        if self._fetcher is not None:
+            self._fetcher.close()
         for close in (lambda: self.producer.close(timeout=1), lambda: self.consumer.close(autocommit=False, timeout_ms=5_000)):
             try:
                 _within(10.0, close)
@@ -169,17 +192,19 @@ class KafkaTransport:
             try:
                 self.consumer = KafkaConsumer(**self._consumer_config)
                 self.producer = self._new_producer()
-                return
+                break
             except KafkaError as err:
                 if time.monotonic() > deadline:
                     raise TransportError(f"Kafka at {self.bootstrap} did not come back in {give_up_after_s:.0f} s: {err}") from err
                 log.warning("Kafka is not reachable yet (%s); trying again", err)
                 time.sleep(2.0)
+        self._start_fetcher()
 
     def poll(self, max_records: int, timeout_s: float) -> Sequence[Message]:
         if not self._subscribed:
-            self.consumer.subscribe([self.topic], listener=self._listener)
-            self._subscribed = True
+            self._subscribe()
+        if self._fetcher is not None:
+            return self._poll_fetched(max_records, timeout_s)
         records = self.consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
         if not records:
             return ()
@@ -189,6 +214,60 @@ class KafkaTransport:
         for partition_records in records.values():
             batch.extend(partition_records)
         return batch
+
+    def _subscribe(self) -> None:
+        self.consumer.subscribe([self.topic], listener=self._listener)
+        self._subscribed = True
+        # Know the topic's partitions before the first join: a leader that assigns without
+        # them joins again as soon as they are known (a second rebalance at every start),
+        # and kafka-python can lose that second join's assignment when a poll times out
+        # in the middle of it.
+        try:
+            self.consumer.partitions_for_topic(self.topic)
+        except KafkaError as err:
+            log.debug("no metadata for %s yet: %r", self.topic, err)
+
+    def _poll_fetched(self, max_records: int, timeout_s: float) -> Sequence[Message]:
+        """The next batch from the fetch process; this process's consumer only keeps the
+        group membership (its partitions are paused) and notes rebalances."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                self._keep_membership(deadline)
+                held = self.consumer.assignment()
+                unpaused = held - self.consumer.paused()
+                if unpaused:
+                    self.consumer.pause(*unpaused)
+            except KafkaError as err:
+                raise TransportError(f"the consumer group failed: {err}") from err
+            if self._listener.events:
+                return ()  # the worker handles the rebalance (and seeks) first
+            self._fetcher.hold(tp.partition for tp in held if tp.topic == self.topic)  # type: ignore[union-attr]
+            batch = self._fetcher.take(max_records, min(0.1, max(0.0, deadline - time.monotonic())))  # type: ignore[union-attr]
+            if batch is not None:
+                self._positions[batch.partition] = batch.offsets[-1] + 1
+                return batch
+            if time.monotonic() >= deadline:
+                return ()
+
+    def _keep_membership(self, deadline: float) -> None:
+        """Poll this process's consumer for the group's sake: joins, rebalances, the poll
+        interval (heartbeats have their own thread). Anything it fetched is not used.
+
+        kafka-python moves a join on only while poll waits, so it waits while the group is
+        unsettled; once settled, a poll without waiting every ``MEMBERSHIP_POLL_S`` is enough
+        (each costs about a millisecond).
+        """
+        coordinator = getattr(self.consumer, "_coordinator", None)
+        settled = bool(self.consumer.assignment()) and coordinator is not None and not coordinator.need_rejoin()
+        now = time.monotonic()
+        if not settled:
+            self.consumer.poll(timeout_ms=max(1, int(1000 * (deadline - now))))
+        elif now - self._membership_polled >= MEMBERSHIP_POLL_S:
+            self.consumer.poll(timeout_ms=0)
+        else:
+            return
+        self._membership_polled = now
 
     def _begin(self) -> None:
         if self.transactional and not self._in_transaction:
@@ -221,7 +300,10 @@ class KafkaTransport:
             failed = [f.exception for f in pending if f.failed()]
             if failed:
                 raise KafkaError(f"{len(failed)} of {len(pending)} output messages were not delivered: {failed[0]!r}")
-            self.consumer.commit()
+            if self._fetcher is None:
+                self.consumer.commit()
+            elif offsets := self._offsets():
+                self.consumer.commit(offsets)
             return
         assignment = self.consumer.assignment()
         if not assignment and not self._in_transaction:
@@ -231,11 +313,22 @@ class KafkaTransport:
             header = ",".join(map(str, cp.partitions)).encode()
             self.producer.send(self.checkpoints_topic, key=cp.key.encode(), value=cp.blob,
                                headers=[(PARTITIONS_HEADER, header)])
-        offsets = {tp: OffsetAndMetadata(self.consumer.position(tp), "", -1) for tp in assignment}
+        offsets = self._offsets()
         if offsets:
             self.producer.send_offsets_to_transaction(offsets, self.consumer.group_metadata())
         self.producer.commit_transaction()
         self._in_transaction = False
+
+    def _offsets(self) -> dict[TopicPartition, OffsetAndMetadata]:
+        """The next offset of every held partition, to commit."""
+        if self._fetcher is None:
+            return {tp: OffsetAndMetadata(self.consumer.position(tp), "", -1) for tp in self.consumer.assignment()}
+        held = {tp.partition for tp in self.consumer.assignment() if tp.topic == self.topic}
+        return {
+            TopicPartition(self.topic, p): OffsetAndMetadata(offset, "", -1)
+            for p, offset in self._positions.items()
+            if p in held
+        }
 
     def load_checkpoints(self, partitions: Sequence[int]) -> dict[str, list[tuple[int, bytes]]]:
         wanted = set(partitions)
@@ -264,7 +357,11 @@ class KafkaTransport:
             self.reset()
 
     def seek(self, partition: int, offset: int) -> None:
-        self.consumer.seek(TopicPartition(self.topic, partition), offset)
+        if self._fetcher is None:
+            self.consumer.seek(TopicPartition(self.topic, partition), offset)
+            return
+        self._fetcher.seek(partition, offset)
+        self._positions[partition] = offset
 
     def committed_offset(self, partition: int) -> int | None:
         try:
@@ -275,7 +372,13 @@ class KafkaTransport:
     def seek_committed(self, partition: int) -> None:
         tp = TopicPartition(self.topic, partition)
         committed = self.committed_offset(partition)
-        if committed is None:
+        if self._fetcher is not None:
+            self._fetcher.seek(partition, committed)
+            if committed is None:
+                self._positions.pop(partition, None)  # nothing to commit until something is taken
+            else:
+                self._positions[partition] = committed
+        elif committed is None:
             self.consumer.seek_to_beginning(tp)
         else:
             self.consumer.seek(tp, committed)
@@ -287,6 +390,8 @@ class KafkaTransport:
                 _within(10.0, self.producer.abort_transaction)
             except (TimeoutError, KafkaError) as err:
                 log.warning("could not abort the open transaction at close (%r); the broker aborts it on timeout", err)
+        if self._fetcher is not None:
+            self._fetcher.close()
         for close in (lambda: self.producer.close(timeout=5), lambda: self.consumer.close(autocommit=False)):
             try:
                 _within(15.0, close)

@@ -40,6 +40,7 @@ def run_kafka_worker(
     idle_exit: float | None = None,
     stop: threading.Event | None = None,
     publish_predictions: bool = False,
+    fetch_process: bool = True,
     **options,
 ) -> WorkerStats:
     """Consume ``topics.events`` in ``group`` until a stop condition; return the loop's counts.
@@ -65,6 +66,8 @@ def run_kafka_worker(
         checkpoints_topic=topics.checkpoints if state_key is not None else None,
         transactional_id=f"{group}.{worker_id}" if state_key is not None else None,
         max_poll_records=options.get("batch_size", 2000),
+        fetch_process=fetch_process,
+        max_event_bytes=pipeline.config.max_event_bytes,
     )
     if publish_predictions:
         write_file = options.pop("on_prediction", None)

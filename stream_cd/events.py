@@ -50,6 +50,11 @@ class Event:
     session: str | None = None
     source: str | None = None
 
+    def __reduce__(self) -> tuple:
+        # Pickled by its fields, which unpickles as fast as a tuple: decoded events
+        # cross a process boundary in batches (see ``stream_cd.transport.DecodedBatch``).
+        return Event, (self.key, self.x, self.y, self.id, self.ts, self.session, self.source)
+
     @property
     def labeled(self) -> bool:
         """Whether the event carries a label (and so is learned from)."""

@@ -136,48 +136,57 @@ class Pipeline:
 
         Without an ``offset`` (a source that has none) nothing is ever skipped.
         """
+        try:
+            event: Event | InvalidEvent = decode_event(raw, self.config.max_event_bytes)  # type: ignore[arg-type]
+        except InvalidEvent as err:
+            event = err
+        return self.take(event, ts, partition, offset)
+
+    def take(self, event: Event | InvalidEvent, ts: int, partition: int = 0, offset: int | None = None) -> Outcome:
+        """Handle one message decoded elsewhere: its event, or why it is not one.
+
+        >>> p = Pipeline(PipelineConfig(model="logreg", drift="none"))
+        >>> p.take(InvalidEvent("x is missing"), ts=0, offset=0).invalid
+        'x is missing'
+        >>> p.take(decode_event(b'{"x": {"f": 1.0}, "y": true}'), ts=0, offset=1).version
+        'v1.0'
+        """
         part = self.partitions.get(partition)
         if part is None:
             part = self.partitions[partition] = PartitionState()
         if offset is None:
             offset = part.next_offset
         elif offset < part.next_offset:
-            return self._replayed(raw, ts, partition, offset)
+            return self._replayed(event, ts, partition, offset)
         part.next_offset = offset + 1
         part.events += 1
         self._dirty_partitions.add(partition)
+        if type(event) is InvalidEvent:
+            part.invalid += 1
+            return Outcome(invalid=event.reason)
         try:
-            event = decode_event(raw, self.config.max_event_bytes)
-            slot = self.slots.get(event.key) or self.slot(event.key)
+            slot = self.slots.get(event.key) or self.slot(event.key)  # type: ignore[union-attr]
             offsets = slot.offsets
             if offset < offsets.get(partition, 0):
                 return _SKIPPED
             offsets[partition] = offset + 1
-            return self._serve(slot, event, ts)
+            return self._serve(slot, event, ts)  # type: ignore[arg-type]
         except InvalidEvent as err:
             part.invalid += 1
             return Outcome(invalid=err.reason)
 
-    def _replayed(self, raw: bytes | None, ts: int, partition: int, offset: int) -> Outcome:
+    def _replayed(self, event: Event | InvalidEvent, ts: int, partition: int, offset: int) -> Outcome:
         """A message before the partition's position: only a key restored from an older state takes it."""
-        try:
-            event = decode_event(raw, self.config.max_event_bytes)
-        except InvalidEvent:
+        if type(event) is InvalidEvent:
             return _SKIPPED
-        slot = self.slots.get(event.key)
+        slot = self.slots.get(event.key)  # type: ignore[union-attr]
         if slot is None or offset < slot.offsets.get(partition, 0):
             return _SKIPPED
+        slot.offsets[partition] = offset + 1
         try:
-            return self._handle(event, ts, partition, offset)
+            return self._serve(slot, event, ts)  # type: ignore[arg-type]
         except InvalidEvent:
             return _SKIPPED
-
-    def _handle(self, event: Event, ts: int, partition: int, offset: int) -> Outcome:
-        slot = self.slot(event.key)
-        if offset < slot.offsets.get(partition, 0):
-            return _SKIPPED
-        slot.offsets[partition] = offset + 1
-        return self._serve(slot, event, ts)
 
     def handle(self, event: Event, ts: int) -> Outcome:
         """Learn from (or serve) an already decoded event that comes from no partition."""

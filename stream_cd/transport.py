@@ -14,10 +14,14 @@ committed.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
-__all__ = ["Message", "Checkpoint", "Transport", "Topics", "DEAD_LETTER_REASON", "DEAD_LETTER_ORIGIN"]
+from stream_cd.errors import InvalidEvent
+from stream_cd.events import Event
+
+__all__ = ["Message", "DecodedBatch", "Checkpoint", "Transport", "Topics", "DEAD_LETTER_REASON", "DEAD_LETTER_ORIGIN"]
 
 DEAD_LETTER_REASON = "stream-cd.reason"
 DEAD_LETTER_ORIGIN = "stream-cd.origin"
@@ -36,6 +40,48 @@ class Message:
     headers: Sequence[tuple[str, bytes]] = ()
 
 
+@dataclass(slots=True)
+class DecodedBatch:
+    """Consecutive messages of one partition that the transport has already decoded.
+
+    ``events[i]`` is the event of the message at ``offsets[i]``, or the
+    :class:`~stream_cd.errors.InvalidEvent` that rejected it. As a sequence it
+    gives the messages themselves, original bytes and all.
+
+    >>> from stream_cd.events import decode_event
+    >>> raw = [b'{"x": {"a": 1}}', b'[]']
+    >>> batch = DecodedBatch("t", 0, [7, 8], [0, 0], [None, None], raw, [decode_event(raw[0]), InvalidEvent("event is a list")])
+    >>> len(batch), batch[1].offset, batch[1].value
+    (2, 8, b'[]')
+    >>> head, rest = batch.split(1)
+    >>> head.offsets, rest.offsets
+    ([7], [8])
+    """
+
+    topic: str
+    partition: int
+    offsets: list[int]
+    timestamps: list[int]
+    keys: list[bytes | None]
+    values: list[bytes | None]
+    events: list[Event | InvalidEvent]
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def __getitem__(self, i: int) -> Message:
+        return Message(self.topic, self.partition, self.offsets[i], self.timestamps[i], self.keys[i], self.values[i])
+
+    def __iter__(self) -> Iterator[Message]:
+        return (self[i] for i in range(len(self.offsets)))
+
+    def split(self, n: int) -> tuple["DecodedBatch", "DecodedBatch"]:
+        """The first ``n`` messages and the rest."""
+        head = DecodedBatch(self.topic, self.partition, self.offsets[:n], self.timestamps[:n], self.keys[:n], self.values[:n], self.events[:n])
+        rest = DecodedBatch(self.topic, self.partition, self.offsets[n:], self.timestamps[n:], self.keys[n:], self.values[n:], self.events[n:])
+        return head, rest
+
+
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
     """A sealed state record: its store key, its bytes and the source partitions it covers."""
@@ -49,7 +95,8 @@ class Transport(Protocol):
     """What the worker loop needs from a transport."""
 
     def poll(self, max_records: int, timeout_s: float) -> Sequence[Message]:
-        """Up to ``max_records`` new messages; empty after ``timeout_s`` with none."""
+        """Up to ``max_records`` new messages (a :class:`DecodedBatch` when the transport
+        decodes them itself); empty after ``timeout_s`` with none."""
 
     def send(self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None = None) -> None:
         """Queue one output message."""

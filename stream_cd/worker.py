@@ -6,9 +6,10 @@ outputs first, then the changed model state (signed checkpoints), then the
 input offsets — atomically where the transport can (Kafka transactions), so
 that a crash either keeps all three or none of them.
 
-Without a state key nothing is checkpointed and every batch is committed
-(at-least-once: a crash repeats at most one batch, and model state starts
-afresh). With one, the transport's ``assigned``/``revoked`` calls restore
+Commits come every ``commit_every_events`` messages or ``commit_every_s``
+seconds, whichever is first, and at the end. Without a state key nothing is
+checkpointed (at-least-once: a crash repeats at most the messages since the
+last commit, and model state starts afresh). With one, the transport's ``assigned``/``revoked`` calls restore
 model keys from their last good checkpoint and checkpoint them before their
 partitions are given up.
 
@@ -34,7 +35,7 @@ from stream_cd.decisions import Decision
 from stream_cd.errors import StateError, TransportError
 from stream_cd.pipeline import Outcome, Pipeline, model_key_of_record, record_key
 from stream_cd.state import dump_state, load_state
-from stream_cd.transport import DEAD_LETTER_ORIGIN, DEAD_LETTER_REASON, Checkpoint, Message, Topics, Transport
+from stream_cd.transport import DEAD_LETTER_ORIGIN, DEAD_LETTER_REASON, Checkpoint, DecodedBatch, Message, Topics, Transport
 
 __all__ = ["WorkerStats", "Worker", "run_worker", "DEFAULT_COMMIT_EVENTS", "DEFAULT_COMMIT_SECONDS"]
 
@@ -84,7 +85,7 @@ class Worker:
         self.pipeline = pipeline
         self.topics = topics
         self.state_key = state_key
-        self.commit_every_events = commit_every_events if state_key else 1
+        self.commit_every_events = commit_every_events
         self.commit_every_s = commit_every_s
         self.batch_size = batch_size
         self.poll_timeout = poll_timeout
@@ -174,24 +175,37 @@ class Worker:
         return "batch"
 
     def _process(self, messages) -> None:
-        process = self.pipeline.process
-        transport, topics, stats = self.transport, self.topics, self.stats
         on_outcome = self.on_outcome
+        emit = self._emit
+        if isinstance(messages, DecodedBatch):  # decoded by the transport: learn from the events
+            take, partition = self.pipeline.take, messages.partition
+            for i, (event, timestamp, offset) in enumerate(zip(messages.events, messages.timestamps, messages.offsets)):
+                outcome = take(event, timestamp, partition, offset)
+                if outcome.invalid is not None or outcome.decisions or outcome.served is not None or on_outcome is not None:
+                    emit(messages[i], outcome)
+            return
+        process = self.pipeline.process
         for message in messages:
             outcome = process(message.value, message.timestamp, message.partition, message.offset)
-            if outcome.invalid is not None:
-                _dead_letter(transport, topics, message, outcome.invalid)
-                stats.dead_letters += 1
-            elif outcome.decisions:
-                for decision in outcome.decisions:
-                    transport.send(topics.decisions, decision.model_key.encode(), decision.to_json())
-                    stats.decisions += 1
-                    if self.on_decision is not None:
-                        self.on_decision(decision)
-            if outcome.served is not None and self.on_prediction is not None:
-                self.on_prediction(outcome.served)
-            if on_outcome is not None:
-                on_outcome(message, outcome)
+            if outcome.invalid is not None or outcome.decisions or outcome.served is not None or on_outcome is not None:
+                emit(message, outcome)
+
+    def _emit(self, message: Message, outcome: Outcome) -> None:
+        """What one message led to: a dead letter, decisions, a served prediction."""
+        transport, topics, stats = self.transport, self.topics, self.stats
+        if outcome.invalid is not None:
+            _dead_letter(transport, topics, message, outcome.invalid)
+            stats.dead_letters += 1
+        elif outcome.decisions:
+            for decision in outcome.decisions:
+                transport.send(topics.decisions, decision.model_key.encode(), decision.to_json())
+                stats.decisions += 1
+                if self.on_decision is not None:
+                    self.on_decision(decision)
+        if outcome.served is not None and self.on_prediction is not None:
+            self.on_prediction(outcome.served)
+        if self.on_outcome is not None:
+            self.on_outcome(message, outcome)
 
     # -- commits and state --------------------------------------------------------------
 
@@ -216,8 +230,8 @@ class Worker:
     def _recover(self, err: TransportError) -> None:
         """The transport failed (the broker went away, the group forgot this member): drop
         what is uncommitted and start over from the last commit with a reset transport.
-        With state, nothing is lost and nothing repeated; without, the uncommitted batch
-        is processed again (at least once). Gives up after ``MAX_FAILURES`` in a row."""
+        With state, nothing is lost and nothing repeated; without, the uncommitted messages
+        are processed again (at least once). Gives up after ``MAX_FAILURES`` in a row."""
         self._failures += 1
         if self._failures > MAX_FAILURES:
             raise TransportError(f"giving up after {MAX_FAILURES} failures in a row; the last: {err}") from err
@@ -226,7 +240,7 @@ class Worker:
         if self.state_key is not None:
             self.pipeline.reset()  # restored from the checkpoints when the partitions come back
         else:
-            self.pipeline.forget_positions()  # the uncommitted batch comes again and is processed again
+            self.pipeline.forget_positions()  # the uncommitted messages come again and are processed again
         self._uncommitted = 0
 
     def _rollback(self) -> None:

@@ -51,17 +51,20 @@ def _register_worker(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=positive_int, default=2000, metavar="N", help="messages per poll (default: 2000)")
     p.add_argument("--delivery", choices=("exactly-once", "at-least-once"), default="exactly-once",
                    help="exactly-once: decisions, signed checkpoints and offsets commit in one transaction and model "
-                   f"state survives restarts (needs {STATE_KEY_ENV}); at-least-once: offsets after each batch, no "
+                   f"state survives restarts (needs {STATE_KEY_ENV}); at-least-once: outputs, then offsets, no "
                    "state kept (default: exactly-once)")
     p.add_argument("--worker-id", metavar="ID",
                    help="stable name of this worker (e.g. the pod name): a restarted worker with the same id fences "
                    "its crashed self at once (default: HOST-PID)")
     p.add_argument("--commit-every-events", type=positive_int, default=DEFAULT_COMMIT_EVENTS, metavar="N",
-                   help=f"exactly-once: commit at least every N messages (default: {DEFAULT_COMMIT_EVENTS})")
+                   help=f"commit at least every N messages (default: {DEFAULT_COMMIT_EVENTS})")
     p.add_argument("--commit-every-seconds", type=positive_float, default=DEFAULT_COMMIT_SECONDS, metavar="S",
-                   help=f"exactly-once: commit at least every S seconds; decisions become visible then (default: {DEFAULT_COMMIT_SECONDS})")
+                   help=f"commit at least every S seconds; exactly-once decisions become visible then (default: {DEFAULT_COMMIT_SECONDS})")
     p.add_argument("--publish-predictions", action="store_true",
                    help="publish every served prediction to <prefix>.predictions (in the same transaction as the decisions)")
+    p.add_argument("--fetch-inline", action="store_true",
+                   help="fetch and decode messages in the worker's own process; by default a second process does it, "
+                   "beside the learning (about 1.2x the events/s with two cores)")
     p.add_argument("--json", action="store_true", help="print decisions as JSON lines and end with the JSON summary line")
     add_model_flags(p)
     p.set_defaults(run=_worker)
@@ -133,6 +136,7 @@ def _worker(args: argparse.Namespace) -> int:
             commit_every_s=args.commit_every_seconds,
             on_prediction=write_file,
             publish_predictions=args.publish_predictions,
+            fetch_process=not args.fetch_inline,
         )
     summary = pipeline.summary()
     summary["worker"] = {

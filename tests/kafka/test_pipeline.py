@@ -72,14 +72,18 @@ def test_drift_retrain_and_promotion_end_to_end(kafka_bootstrap, prefix, tmp_pat
                           "challenger_version", "events_seen", "evidence", "ts"}
 
 
-def test_phishing_accuracy_equals_progressive_val_score(kafka_bootstrap, prefix, tmp_path):
+FETCH_PATHS = pytest.mark.parametrize("fetch", [(), ("--fetch-inline",)], ids=["fetch-process", "fetch-inline"])
+
+
+@FETCH_PATHS
+def test_phishing_accuracy_equals_progressive_val_score(kafka_bootstrap, prefix, tmp_path, fetch):
     expected = evaluate.progressive_val_score(
         datasets.Phishing(), preprocessing.StandardScaler() | linear_model.LogisticRegression(), metrics.Accuracy()
     ).get()
     events = list(generate("phishing", 1250))
     produce(kafka_bootstrap, f"{prefix}.events", ((b"default", orjson.dumps(e)) for e in events))
     worker = start_worker(kafka_bootstrap, prefix, "--model", "logreg", "--drift", "none", "--shadow", "none",
-                          "--idle-exit", "3")
+                          "--idle-exit", "3", *fetch)
     summary, _, _ = finish(worker)
     assert summary["models"]["default"]["metric"] == {"name": "Accuracy", "value": expected}
 
@@ -108,7 +112,8 @@ def _malformed() -> list[tuple[bytes | None, bytes | None]]:
     return [(b"default", kinds[i % len(kinds)]) for i in range(200)]
 
 
-def test_bad_input_goes_to_dead_letter_and_worker_keeps_running(kafka_bootstrap, prefix):
+@FETCH_PATHS
+def test_bad_input_goes_to_dead_letter_and_worker_keeps_running(kafka_bootstrap, prefix, fetch):
     valid = [orjson.dumps(e) for e in generate("sea", 1_000, seed=3)]
     bad = _malformed()
     mixed: list[tuple[bytes | None, bytes | None]] = []
@@ -119,7 +124,7 @@ def test_bad_input_goes_to_dead_letter_and_worker_keeps_running(kafka_bootstrap,
     assert len(mixed) == 1_200
     produce(kafka_bootstrap, f"{prefix}.events", mixed)
 
-    worker = start_worker(kafka_bootstrap, prefix, "--model", "logreg", "--shadow", "none")
+    worker = start_worker(kafka_bootstrap, prefix, "--model", "logreg", "--shadow", "none", *fetch)
     letters = read_topic(kafka_bootstrap, f"{prefix}.dead-letter", expected=200, deadline_s=90)
     assert worker.poll() is None, "the worker died of bad input"
     extra = [orjson.dumps(e) for e in generate("sea", 50, seed=4)]

@@ -250,3 +250,4 @@ def test_a_transport_that_keeps_failing_stops_the_worker_with_a_clear_error() ->
     transport = _FlakyTransport(iter(_MIXED), failures=10**6)
     with pytest.raises(TransportError, match=f"giving up after {MAX_FAILURES} failures in a row"):
         run_worker(transport, Pipeline(), Topics(), batch_size=5)
+

@@ -1,0 +1,347 @@
+"""Fetching and decoding in a second process, so the worker's own process only learns.
+
+kafka-python parses record batches in pure Python, a few microseconds per
+record, and decoding and validating an event's JSON costs about one more; in the
+worker's process that time comes straight off learning. A fetch process does
+both instead, on the other core:
+
+* The worker's own consumer stays the group member: it joins, is assigned
+  partitions, and commits their offsets (or sends them to the transaction), but
+  its partitions are paused, so it fetches nothing.
+* The fetch process reads the partitions the worker holds with a consumer of its
+  own, outside any group, from wherever the worker seeks them. It decodes every
+  message with :func:`stream_cd.events.decode_event` and sends the worker one
+  pickled batch per partition and poll through a pipe.
+* Every seek is numbered. A batch carries the number its partition had when it
+  was fetched, and the worker drops batches of an older one, so nothing fetched
+  before a rollback or a rebalance is processed after it.
+
+The pipe is the flow control: when the worker falls behind, the fetch process
+waits to send. When the worker dies, the fetch process sees its command pipe
+close and exits.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import gc
+import logging
+import multiprocessing
+import pickle
+import signal
+import time
+from collections import deque
+from collections.abc import Iterable
+from multiprocessing.connection import Connection
+from typing import Any
+
+from kafka import KafkaConsumer, TopicPartition
+
+from stream_cd.errors import InvalidEvent, TransportError
+from stream_cd.events import decode_event
+from stream_cd.transport import DecodedBatch
+
+__all__ = ["Fetcher"]
+
+log = logging.getLogger(__name__)
+
+PIPE_BYTES = 1 << 20  # a whole batch fits, so the fetch process writes it while the worker learns
+
+
+class Fetcher:
+    """The worker's end of a fetch process reading ``topic``.
+
+    ``consumer_config`` is the worker's consumer configuration; the fetch process
+    drops its group settings and keeps the rest.
+    """
+
+    def __init__(self, consumer_config: dict[str, Any], topic: str, *, max_records: int, max_event_bytes: int) -> None:
+        config = {k: v for k, v in consumer_config.items() if k not in _GROUP_SETTINGS}
+        config["client_id"] = f"{consumer_config.get('client_id', 'stream-cd')}-fetch"
+        ctx = multiprocessing.get_context("spawn")  # kafka-python's threads do not survive a fork
+        self.topic = topic
+        self._data, data_end = ctx.Pipe(duplex=False)
+        command_end, self._commands = ctx.Pipe(duplex=False)
+        _widen(data_end)
+        self._process = ctx.Process(
+            target=_run,
+            args=(config, topic, max_records, max_event_bytes, command_end, data_end),
+            name="stream-cd-fetch",
+            daemon=True,
+        )
+        self._process.start()
+        data_end.close()
+        command_end.close()
+        self._epochs: dict[int, int] = {}  # partition -> number of its last seek
+        self._last_epoch = 0
+        self.ready = False  # the fetch process has started and has its consumer
+        self._ready: deque[DecodedBatch] = deque()  # received, current, not handed out yet
+
+    # -- what the worker asks for ---------------------------------------------------------
+
+    def seek(self, partition: int, offset: int | None) -> None:
+        """Fetch ``partition`` from ``offset`` on (None: from its start); forget what was
+        fetched of it before."""
+        self._last_epoch += 1
+        self._epochs[partition] = self._last_epoch
+        self._forget({partition})
+        self._send(("seek", partition, offset, self._last_epoch))
+
+    def hold(self, partitions: Iterable[int]) -> None:
+        """Stop fetching every partition not in ``partitions`` (given up in a rebalance)."""
+        gone = self._epochs.keys() - set(partitions)
+        if gone:
+            for partition in gone:
+                del self._epochs[partition]
+            self._forget(gone)
+            self._send(("drop", sorted(gone)))
+
+    def take(self, max_records: int, timeout_s: float) -> DecodedBatch | None:
+        """The next batch fetched since its partition's last seek, of at most ``max_records``
+        messages; None when none comes within ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while not self._ready:
+            if not self._data.poll(max(0.0, deadline - time.monotonic())):
+                return None
+            self._receive()
+        batch = self._ready.popleft()
+        if len(batch) > max_records:
+            batch, rest = batch.split(max_records)
+            self._ready.appendleft(rest)
+        return batch
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        """Wait until the fetch process has started (it takes a second or two); whether it has."""
+        deadline = time.monotonic() + timeout_s
+        while not self.ready and self._data.poll(max(0.0, deadline - time.monotonic())):
+            self._receive()
+        return self.ready
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Stop the fetch process; never raises."""
+        try:
+            self._commands.send(("stop",))
+        except OSError:
+            pass
+        self._process.join(timeout_s)
+        if self._process.is_alive():
+            self._process.terminate()
+            self._process.join(timeout_s)
+        self._data.close()
+        self._commands.close()
+
+    # -- the pipes ------------------------------------------------------------------------
+
+    def _send(self, command: tuple) -> None:
+        try:
+            self._commands.send(command)
+        except OSError as err:
+            raise TransportError(f"the fetch process is gone ({self._exit()})") from err
+
+    def _receive(self) -> None:
+        try:
+            blob = self._data.recv_bytes()
+        except (EOFError, OSError) as err:
+            raise TransportError(f"the fetch process stopped ({self._exit()})") from err
+        message = _unpickle(blob)
+        if message[0] == "ready":
+            self.ready = True
+            return
+        if message[0] == "error":
+            raise TransportError(f"the fetch process failed: {message[1]}")
+        _, partition, epoch, offsets, timestamps, keys, values, events = message
+        if self._epochs.get(partition) == epoch:
+            self._ready.append(DecodedBatch(self.topic, partition, offsets, timestamps, keys, values, events))
+
+    def _forget(self, partitions: set[int]) -> None:
+        if self._ready:
+            self._ready = deque(b for b in self._ready if b.partition not in partitions)
+
+    def _exit(self) -> str:
+        self._process.join(1.0)
+        code = self._process.exitcode
+        return "still running" if code is None else f"exit code {code}"
+
+
+def _unpickle(blob: bytes) -> Any:
+    """Unpickle a batch with the cyclic garbage collector paused: thousands of new objects,
+    all alive, would set it off again and again for nothing (three times the cost)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return pickle.loads(blob)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+_GROUP_SETTINGS = {"group_id", "session_timeout_ms", "heartbeat_interval_ms", "enable_auto_commit"}
+
+
+def _widen(conn: Connection) -> None:
+    """Ask for a pipe buffer a whole batch fits in (Linux); the default 64 kB makes both
+    processes take turns on every batch."""
+    try:
+        fcntl.fcntl(conn.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    except (AttributeError, OSError) as err:  # not Linux, or above /proc/sys/fs/pipe-max-size
+        log.debug("pipe buffer left at its default: %r", err)
+
+
+# -- the fetch process ----------------------------------------------------------------------
+
+
+def _run(config: dict[str, Any], topic: str, max_records: int, max_event_bytes: int, commands: Connection, out: Connection) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the worker's to handle; it stops this process
+    reader = None
+    try:
+        reader = _Reader(config, topic)
+        # Every batch makes thousands of objects that live until it is sent; with the default
+        # threshold the collector runs through them dozens of times per batch.
+        gc.freeze()
+        gc.set_threshold(50_000, 10, 10)
+        out.send_bytes(pickle.dumps(("ready",)))
+        while _obey(reader, commands):
+            if not reader.epochs:
+                continue
+            for tp, records in reader.poll(max_records).items():
+                epoch = reader.epochs.get(tp.partition)
+                if epoch is not None:
+                    out.send_bytes(pickle.dumps(_batch(tp.partition, epoch, records, max_event_bytes), protocol=5))
+            reader.heal_if_stalled()
+    except (EOFError, BrokenPipeError):
+        pass  # the worker is gone
+    except Exception as err:  # noqa: BLE001 - reported to the worker, which starts over
+        try:
+            out.send_bytes(pickle.dumps(("error", repr(err))))
+        except OSError:
+            pass
+    finally:
+        if reader is not None:
+            reader.close()
+
+
+def _obey(reader: "_Reader", commands: Connection) -> bool:
+    """Apply the worker's commands; False when told to stop. Waits a little for one
+    when no partition is held."""
+    wait = 0.0 if reader.epochs else 0.2
+    while commands.poll(wait):
+        wait = 0.0
+        command = commands.recv()
+        if command[0] == "stop":
+            return False
+        if command[0] == "seek":
+            reader.seek(*command[1:])
+        elif command[0] == "drop":
+            reader.drop(command[1])
+    return True
+
+
+STALL_S = 3.0  # no records for this long while behind the partitions' ends: the consumer is stuck
+
+
+class _Reader:
+    """The fetch process's consumer, and per held partition the number of the worker's
+    last seek and the next offset to read.
+
+    kafka-python's consumer does not always come back from a broker restart: it then
+    returns nothing, for ever, though the partitions have more. :meth:`heal_if_stalled`
+    notices and starts a new consumer where the old one stopped.
+    """
+
+    def __init__(self, config: dict[str, Any], topic: str) -> None:
+        self.config = config
+        self.topic = topic
+        self.consumer = KafkaConsumer(**config)
+        self.epochs: dict[int, int] = {}
+        self.next: dict[int, int | None] = {}  # None: from the partition's start
+        self.last_data = time.monotonic()
+        self.last_check = 0.0
+        self.healed_at: tuple | None = None  # (ends, next) when last healed: never twice for the same
+
+    def _assign(self) -> None:
+        self.consumer.assign([TopicPartition(self.topic, p) for p in self.epochs])
+
+    def _position(self, partition: int) -> None:
+        tp, offset = TopicPartition(self.topic, partition), self.next[partition]
+        if offset is None:
+            self.consumer.seek_to_beginning(tp)
+        else:
+            self.consumer.seek(tp, offset)
+
+    def seek(self, partition: int, offset: int | None, epoch: int) -> None:
+        if partition not in self.epochs:
+            self.epochs[partition] = epoch
+            self._assign()
+        self.epochs[partition] = epoch
+        self.next[partition] = offset
+        self._position(partition)
+        self.last_data = time.monotonic()
+
+    def drop(self, partitions: list[int]) -> None:
+        for partition in partitions:
+            self.epochs.pop(partition, None)
+            self.next.pop(partition, None)
+        self._assign()
+
+    def poll(self, max_records: int) -> dict:
+        # A short wait: when kafka-python finds no fetch in flight between two responses it
+        # sleeps for the whole timeout (up to retry_backoff_ms), which at 100 ms halves the rate.
+        records = {tp: batch for tp, batch in self.consumer.poll(timeout_ms=10, max_records=max_records).items() if batch}
+        if records:
+            self.last_data = time.monotonic()
+            for tp, batch in records.items():
+                if tp.partition in self.next:
+                    self.next[tp.partition] = batch[-1].offset + 1
+        return records
+
+    def heal_if_stalled(self) -> None:
+        now = time.monotonic()
+        if now - self.last_data < STALL_S or now - self.last_check < STALL_S:
+            return
+        self.last_check = now
+        tps = [TopicPartition(self.topic, p) for p in self.epochs]
+        try:
+            ends = {tp.partition: end for tp, end in self.consumer.end_offsets(tps, timeout_ms=2_000).items()}
+        except Exception as err:  # noqa: BLE001 - a broker that is away: try a new consumer
+            log.warning("fetch process: cannot read the partitions' ends (%r)", err)
+            ends = None
+        behind = ends is None or any(end > (self.next.get(p) or 0) for p, end in ends.items())
+        state = (None if ends is None else tuple(sorted(ends.items())), tuple(sorted(self.next.items(), key=str)))
+        if not behind or (ends is not None and state == self.healed_at):
+            return
+        log.warning("fetch process: nothing read for %.0f s though the partitions have more; starting a new consumer", now - self.last_data)
+        self.healed_at = state
+        self.close()
+        self.consumer = KafkaConsumer(**self.config)
+        self._assign()
+        for partition in self.epochs:
+            self._position(partition)
+        self.last_data = time.monotonic()
+
+    def close(self) -> None:
+        try:
+            self.consumer.close(autocommit=False, timeout_ms=1_000)
+        except Exception as err:  # noqa: BLE001 - it is being thrown away
+            log.debug("closing the fetch consumer failed: %r", err)
+
+
+def _batch(partition: int, epoch: int, records: list, max_event_bytes: int) -> tuple:
+    """What the worker gets of ``records``: their events (or why they are not events) and
+    the original keys and values, which a dead letter carries (a valid event can still be
+    rejected later, by its model key's schema or task)."""
+    events: list = []
+    for record in records:
+        try:
+            events.append(decode_event(record.value, max_event_bytes))
+        except InvalidEvent as err:
+            events.append(err)
+    return (
+        "batch",
+        partition,
+        epoch,
+        [r.offset for r in records],
+        [r.timestamp for r in records],
+        [r.key for r in records],
+        [r.value for r in records],
+        events,
+    )
