@@ -113,8 +113,10 @@ class Worker:
         or (when ``end_of_input_exits``) an empty poll; commit at the end.
 
         An embedded transport's empty poll means the input is exhausted; Kafka waits.
-        The idle clock starts once the worker holds partitions: waiting for the group
-        to assign some (after a restart, until the crashed member times out) is not idleness.
+        The idle clock starts once the worker holds partitions, and again after a
+        rebalance or a recovery from a failed transport: waiting for the group to assign
+        partitions (after a restart, until the crashed member times out), or for a broker
+        to come back, is not idleness.
         """
         stats = self.stats
         idle_since: float | None = None
@@ -130,6 +132,7 @@ class Worker:
                 step = self._step(want, end_of_input_exits)
             except TransportError as err:
                 self._recover(err)
+                idle_since = None  # an outage and the recovery from it are not idleness
                 continue
             if step == "end":
                 stats.stopped_by = "end-of-input"
@@ -144,6 +147,8 @@ class Worker:
                     break
             elif step == "batch":
                 idle_since = time.monotonic()
+            else:  # rebalanced: the held partitions were just restored and sought
+                idle_since = None
         try:
             self.commit()
         except TransportError as err:

@@ -251,3 +251,51 @@ def test_a_transport_that_keeps_failing_stops_the_worker_with_a_clear_error() ->
     with pytest.raises(TransportError, match=f"giving up after {MAX_FAILURES} failures in a row"):
         run_worker(transport, Pipeline(), Topics(), batch_size=5)
 
+
+class _SlowToFailTransport(EmbeddedTransport):
+    """Nothing to read at first; then a commit that fails only after a long wait (a broker
+    that went away); after the recovery the messages arrive."""
+
+    def __init__(self, source: list[bytes], clock: list[float]) -> None:
+        super().__init__([])
+        self.later = source
+        self.clock = clock
+        self.failed = False
+        self.warming = 0
+
+    def poll(self, max_records, timeout_s):
+        self.clock[0] += timeout_s
+        if self.warming:  # a new consumer takes a moment before its first messages
+            self.warming -= 1
+            return []
+        return super().poll(max_records, timeout_s)
+
+    def commit(self, checkpoints=()) -> None:
+        if not self.failed and self.later:
+            from stream_cd.errors import TransportError
+
+            self.failed = True
+            self.clock[0] += 60.0  # the commit hangs for a minute, then gives up
+            raise TransportError("commit did not finish in 60 s")
+        super().commit(checkpoints)
+
+    def reset(self) -> None:
+        self._source = iter(self.later)  # the messages arrive once the broker is back
+        self.later = []
+        self.warming = 3
+
+
+def test_an_outage_and_the_recovery_from_it_do_not_count_as_idle(monkeypatch) -> None:
+    import stream_cd.worker as worker_module
+
+    clock = [0.0]
+    monkeypatch.setattr(worker_module.time, "monotonic", lambda: clock[0])
+    stream = [orjson.dumps(e) for e in generate("agrawal", 30, seed=1)]
+    transport = _SlowToFailTransport(stream, clock)
+    transport.assignment = lambda: [0]  # holds its partition throughout
+    pipeline = Pipeline()
+    worker = worker_module.Worker(transport, pipeline, Topics(), commit_every_s=1.0)
+    worker._uncommitted = 1  # something to commit when the idle polls make one due
+    stats = worker.run(idle_exit=25.0, end_of_input_exits=False)
+    assert transport.failed and stats.stopped_by == "idle"
+    assert pipeline.summary()["models"]["default"]["learned"] == 30  # not given up on before they came
