@@ -119,6 +119,7 @@ class Fetcher:
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Stop the fetch process; never raises."""
+        self._data.close()  # one waiting to send a batch gets a broken pipe and ends at once
         try:
             self._commands.send(("stop",))
         except OSError:
@@ -127,7 +128,6 @@ class Fetcher:
         if self._process.is_alive():
             self._process.terminate()
             self._process.join(timeout_s)
-        self._data.close()
         self._commands.close()
 
     # -- the pipes ------------------------------------------------------------------------

@@ -151,3 +151,16 @@ def test_a_stuck_fetch_consumer_is_replaced_and_resumes_where_it_stopped(kafka_b
         assert reader.consumer is replaced
     finally:
         reader.close()
+
+
+def test_closing_does_not_wait_for_a_fetch_process_blocked_on_a_full_pipe(kafka_bootstrap, topic_prefix):
+    topic = _events_topic(kafka_bootstrap, topic_prefix)
+    pad = "p" * 300
+    produce(kafka_bootstrap, topic, ((b"k", orjson.dumps({"x": {"i": i, "pad": pad}})) for i in range(20_000)))
+    fetcher = _fetcher(kafka_bootstrap, topic)
+    assert fetcher.wait_ready(60)
+    fetcher.seek(0, None)
+    time.sleep(3.0)  # far more than the pipe holds is fetched by now: the process waits to send
+    start = time.monotonic()
+    fetcher.close(timeout_s=5.0)
+    assert time.monotonic() - start < 2.0 and not fetcher._process.is_alive()
