@@ -9,9 +9,9 @@ that a crash either keeps all three or none of them.
 Commits come every ``commit_every_events`` messages or ``commit_every_s``
 seconds, whichever is first, and at the end. Without a state key nothing is
 checkpointed (at-least-once: a crash repeats at most the messages since the
-last commit, and model state starts afresh). With one, the transport's ``assigned``/``revoked`` calls restore
-model keys from their last good checkpoint and checkpoint them before their
-partitions are given up.
+last commit, and model state starts afresh). With one, the transport's
+``assigned``/``revoked`` calls restore model keys from their last good
+checkpoint and checkpoint them before their partitions are given up.
 
 >>> from stream_cd.embedded import EmbeddedTransport
 >>> from stream_cd.pipeline import Pipeline
