@@ -64,7 +64,7 @@ class Candidate:
     def predict(self, x: dict) -> Any:
         try:
             return self.model.predict_one(x)
-        except Exception as err:
+        except Exception as err:  # a model that cannot use this event must not stop the worker
             raise self.failure("predict", err) from None
 
     def predict_proba(self, x: dict) -> dict:
@@ -249,28 +249,12 @@ class ModelSlot:
             self.events_seen += 1
             return []
         champion, challenger = self.champion, self.challenger
-        failing, doing = champion, "predict"  # the models are called directly here, the hottest path
-        try:
-            if session is None or self.sessions is None:
-                y_pred = global_pred = self.last_prediction = champion.model.predict_one(x)
-                self.served = None
-            else:
-                y_pred, global_pred = self._serve(x, session, ts)
-            if challenger is not None:
-                failing = challenger
-                c_pred = challenger.model.predict_one(x)
-            # every prediction first, then the champion's learning: if it fails, nothing learned
-            failing, doing = champion, "learn"
-            champion.model.learn_one(x, y)
-            champion.learned += 1
-            if challenger is not None:
-                failing = challenger
-                challenger.model.learn_one(x, y)
-                challenger.learned += 1
-        except InvalidEvent:
-            raise
-        except Exception as err:  # a model that cannot use this event must not stop the worker
-            raise failing.failure(doing, err) from None
+        y_pred, global_pred = self._serve(x, session, ts)
+        if challenger is not None:
+            c_pred = challenger.predict(x)
+        champion.learn(x, y)  # every prediction first, then the champion's learning: if it fails, nothing learned
+        if challenger is not None:
+            challenger.learn(x, y)
         if y_pred is not None:
             self.metric.update(y, y_pred)  # type: ignore[union-attr]
         if self.served is not None:  # served to a session: the session learns, the champion is judged
