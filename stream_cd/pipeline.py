@@ -165,12 +165,7 @@ class Pipeline:
             part.invalid += 1
             return Outcome(invalid=event.reason)
         try:
-            slot = self.slots.get(event.key) or self.slot(event.key)  # type: ignore[union-attr]
-            offsets = slot.offsets
-            if offset < offsets.get(partition, 0):
-                return _SKIPPED
-            offsets[partition] = offset + 1
-            return self._serve(slot, event, ts)  # type: ignore[arg-type]
+            return self._at_offset(self.slot(event.key), event, ts, partition, offset)  # type: ignore[union-attr,arg-type]
         except InvalidEvent as err:
             part.invalid += 1
             return Outcome(invalid=err.reason)
@@ -180,13 +175,19 @@ class Pipeline:
         if type(event) is InvalidEvent:
             return _SKIPPED
         slot = self.slots.get(event.key)  # type: ignore[union-attr]
-        if slot is None or offset < slot.offsets.get(partition, 0):
+        if slot is None:
             return _SKIPPED
-        slot.offsets[partition] = offset + 1
         try:
-            return self._serve(slot, event, ts)  # type: ignore[arg-type]
+            return self._at_offset(slot, event, ts, partition, offset)  # type: ignore[arg-type]
         except InvalidEvent:
             return _SKIPPED
+
+    def _at_offset(self, slot: ModelSlot, event: Event, ts: int, partition: int, offset: int) -> Outcome:
+        """Serve the event unless its model key has already taken in this offset."""
+        if offset < slot.offsets.get(partition, 0):
+            return _SKIPPED
+        slot.offsets[partition] = offset + 1
+        return self._serve(slot, event, ts)
 
     def handle(self, event: Event, ts: int) -> Outcome:
         """Learn from (or serve) an already decoded event that comes from no partition."""
