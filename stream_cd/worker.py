@@ -180,20 +180,16 @@ class Worker:
         return "batch"
 
     def _process(self, messages) -> None:
-        on_outcome = self.on_outcome
-        emit = self._emit
         if isinstance(messages, DecodedBatch):  # decoded by the transport: learn from the events
             take, partition = self.pipeline.take, messages.partition
-            for i, (event, timestamp, offset) in enumerate(zip(messages.events, messages.timestamps, messages.offsets)):
-                outcome = take(event, timestamp, partition, offset)
-                if outcome.invalid is not None or outcome.decisions or outcome.served is not None or on_outcome is not None:
-                    emit(messages[i], outcome)
-            return
-        process = self.pipeline.process
-        for message in messages:
-            outcome = process(message.value, message.timestamp, message.partition, message.offset)
+            outcomes = (take(e, t, partition, o) for e, t, o in zip(messages.events, messages.timestamps, messages.offsets))
+        else:
+            process = self.pipeline.process
+            outcomes = (process(m.value, m.timestamp, m.partition, m.offset) for m in messages)
+        on_outcome = self.on_outcome
+        for i, outcome in enumerate(outcomes):
             if outcome.invalid is not None or outcome.decisions or outcome.served is not None or on_outcome is not None:
-                emit(message, outcome)
+                self._emit(messages[i], outcome)
 
     def _emit(self, message: Message, outcome: Outcome) -> None:
         """What one message led to: a dead letter, decisions, a served prediction."""
