@@ -256,7 +256,7 @@ class _Reader:
         self.next: dict[int, int | None] = {}  # None: from the partition's start
         self.last_data = time.monotonic()
         self.last_check = 0.0
-        self.healed_at: tuple | None = None  # (ends, next) when last healed: never twice for the same
+        self.healed_at: tuple | None = None  # (ends, next) when last replaced: never twice for the same
 
     def _assign(self) -> None:
         self.consumer.assign([TopicPartition(self.topic, p) for p in self.epochs])
@@ -269,10 +269,10 @@ class _Reader:
             self.consumer.seek(tp, offset)
 
     def seek(self, partition: int, offset: int | None, epoch: int) -> None:
-        if partition not in self.epochs:
-            self.epochs[partition] = epoch
-            self._assign()
+        new = partition not in self.epochs
         self.epochs[partition] = epoch
+        if new:
+            self._assign()
         self.next[partition] = offset
         self._position(partition)
         self.last_data = time.monotonic()
@@ -306,7 +306,7 @@ class _Reader:
             log.warning("fetch process: cannot read the partitions' ends (%r)", err)
             ends = None
         behind = ends is None or any(end > (self.next.get(p) or 0) for p, end in ends.items())
-        state = (None if ends is None else tuple(sorted(ends.items())), tuple(sorted(self.next.items(), key=str)))
+        state = (ends, dict(self.next))
         if not behind or (ends is not None and state == self.healed_at):
             return
         log.warning("fetch process: nothing read for %.0f s though the partitions have more; starting a new consumer", now - self.last_data)

@@ -77,9 +77,11 @@ class DecodedBatch:
 
     def split(self, n: int) -> tuple["DecodedBatch", "DecodedBatch"]:
         """The first ``n`` messages and the rest."""
-        head = DecodedBatch(self.topic, self.partition, self.offsets[:n], self.timestamps[:n], self.keys[:n], self.values[:n], self.events[:n])
-        rest = DecodedBatch(self.topic, self.partition, self.offsets[n:], self.timestamps[n:], self.keys[n:], self.values[n:], self.events[n:])
-        return head, rest
+        return self._slice(slice(None, n)), self._slice(slice(n, None))
+
+    def _slice(self, part: slice) -> "DecodedBatch":
+        columns = (self.offsets, self.timestamps, self.keys, self.values, self.events)
+        return DecodedBatch(self.topic, self.partition, *(column[part] for column in columns))
 
 
 @dataclass(frozen=True, slots=True)
