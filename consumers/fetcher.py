@@ -11,7 +11,8 @@ both instead, on the other core:
 * The fetch process reads the partitions the worker holds with a consumer of its
   own, outside any group, from wherever the worker seeks them. It decodes every
   message with :func:`stream_cd.events.decode_event` and sends the worker one
-  pickled batch per partition and poll through a pipe.
+  pickled batch per partition and poll through a pipe, whose feature names and
+  model keys are the worker's own copies (:mod:`consumers.batch_pickle`).
 * Every seek is numbered. A batch carries the number its partition had when it
   was fetched, and the worker drops batches of an older one, so nothing fetched
   before a rollback or a rebalance is processed after it.
@@ -37,6 +38,7 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
+from consumers.batch_pickle import BatchPickler, BatchUnpickler
 from stream_cd.errors import InvalidEvent, TransportError
 from stream_cd.events import decode_event
 from stream_cd.transport import DecodedBatch
@@ -76,6 +78,7 @@ class Fetcher:
         self._last_epoch = 0
         self.ready = False  # the fetch process has started and has its consumer
         self._ready: deque[DecodedBatch] = deque()  # received, current, not handed out yet
+        self._unpickler = BatchUnpickler()
 
     # -- what the worker asks for ---------------------------------------------------------
 
@@ -143,7 +146,10 @@ class Fetcher:
             blob = self._data.recv_bytes()
         except (EOFError, OSError) as err:
             raise TransportError(f"the fetch process stopped ({self._exit()})") from err
-        message = _unpickle(blob)
+        message = _unpickle(self._unpickler, blob)
+        if message[0] == "strings":
+            self._unpickler.add(message[1])
+            return
         if message[0] == "ready":
             self.ready = True
             return
@@ -163,13 +169,13 @@ class Fetcher:
         return "still running" if code is None else f"exit code {code}"
 
 
-def _unpickle(blob: bytes) -> Any:
+def _unpickle(unpickler: BatchUnpickler, blob: bytes) -> Any:
     """Unpickle a batch with the cyclic garbage collector paused: thousands of new objects,
     all alive, would set it off again and again for nothing (three times the cost)."""
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return pickle.loads(blob)
+        return unpickler.loads(blob)
     finally:
         if enabled:
             gc.enable()
@@ -195,6 +201,7 @@ def _run(config: dict[str, Any], topic: str, max_records: int, max_event_bytes: 
     reader = None
     try:
         reader = _Reader(config, topic)
+        pickler = BatchPickler()
         # Every batch makes thousands of objects that live until it is sent; with the default
         # threshold the collector runs through them dozens of times per batch.
         gc.freeze()
@@ -206,7 +213,11 @@ def _run(config: dict[str, Any], topic: str, max_records: int, max_event_bytes: 
             for tp, records in reader.poll(max_records).items():
                 epoch = reader.epochs.get(tp.partition)
                 if epoch is not None:
-                    out.send_bytes(pickle.dumps(_batch(tp.partition, epoch, records, max_event_bytes), protocol=5))
+                    batch = _batch(tp.partition, epoch, records, max_event_bytes)
+                    strings = pickler.share(batch[-1])
+                    if strings is not None:  # before the batch that refers to them
+                        out.send_bytes(pickle.dumps(("strings", strings)))
+                    out.send_bytes(pickler.dumps(batch))
             reader.heal_if_stalled()
     except (EOFError, BrokenPipeError):
         pass  # the worker is gone

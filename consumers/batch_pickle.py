@@ -1,0 +1,125 @@
+"""Pickling decoded batches from the fetch process to the worker, with shared strings.
+
+Every event of a stream repeats the same feature names and model keys. Pickled
+plainly, each batch would bring its own copies of them, and River's models, which
+keep their state in dicts keyed by feature name, would then compare each copy
+with the key they hold character by character, on every lookup, where the same
+object compares at once. On a logreg champion and shadow that is about 1 µs per
+event, a twentieth of their time.
+
+So both ends keep a table of the strings sent so far. The fetch process sends
+each new string once, as it first meets it; from then on a batch refers to the
+worker's copy by its place in the table, which also makes the batch smaller.
+
+>>> from stream_cd.events import decode_event
+>>> pickler, unpickler = BatchPickler(), BatchUnpickler()
+>>> def cross(*raws):
+...     events = [decode_event(raw) for raw in raws]
+...     strings = pickler.share(events)
+...     if strings is not None:
+...         unpickler.add(strings)
+...     return unpickler.loads(pickler.dumps(events))
+>>> first, = cross(b'{"key": "k", "x": {"salary": 1.5}}')
+>>> second, third = cross(b'{"key": "k", "x": {"salary": 2.5}}', b'{"key": "k", "x": {"age": 3}}')
+>>> second.x, second.key, third.x
+({'salary': 2.5}, 'k', {'age': 3})
+>>> [name is next(iter(first.x)) for name in second.x], second.key is first.key is third.key
+([True], True)
+
+Only sharing depends on both tables being the same; what a batch holds does not:
+a string not in the table (past ``limit``, or a copy the pickler has not seen,
+since only the very objects added are recognised) is pickled in full.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from typing import Any
+
+from stream_cd.events import Event
+
+__all__ = ["BatchPickler", "BatchUnpickler", "MAX_SHARED_STRINGS"]
+
+MAX_SHARED_STRINGS = 10_000  # the table is copied into every batch's (un)pickler: keep it small
+# Protocol 3 numbers every object it keeps for later references explicitly. From protocol
+# 4 on, the unpickler numbers them itself by counting, and an unpickler given a copied
+# memo (CPython 3.11) counts from the wrong place.
+PROTOCOL = 3
+READ_BUFFER = 1 << 16
+
+
+class BatchPickler:
+    """The fetch process's end: shares the model keys and feature names of the events it
+    sends, and pickles batches that refer to them.
+
+    The table is a pickler's memo: pickling the new strings with it numbers them, and
+    each batch's pickler starts from a copy of it, so it writes a reference for every
+    string already numbered.
+    """
+
+    def __init__(self, limit: int = MAX_SHARED_STRINGS) -> None:
+        self.limit = limit
+        self._stream = io.BytesIO()
+        self._table = pickle.Pickler(self._stream, protocol=PROTOCOL)
+        self._known: dict[str, str] = {}  # each string shared, by its text: the object numbered
+
+    def share(self, events: list) -> bytes | None:
+        """Add the model keys and feature names of ``events`` to the table, pointing each
+        event's key at its shared copy; return the new strings pickled for
+        :meth:`BatchUnpickler.add`, or None when there are none."""
+        known, new = self._known, []
+        for event in events:
+            if type(event) is not Event:
+                continue
+            key = known.get(event.key)
+            if key is not None:
+                event.key = key
+            elif len(known) < self.limit:
+                known[event.key] = event.key
+                new.append(event.key)
+            if not known.keys() >= event.x.keys():
+                for name in event.x:
+                    if name not in known and len(known) < self.limit:
+                        known[name] = name
+                        new.append(name)
+        if not new:
+            return None
+        self._table.dump(new)
+        blob = self._stream.getvalue()
+        self._stream.seek(0)
+        self._stream.truncate()
+        return blob
+
+    def dumps(self, obj: Any) -> bytes:
+        """``obj`` pickled, with every shared string it holds as a reference."""
+        out = io.BytesIO()
+        pickler = pickle.Pickler(out, protocol=PROTOCOL)
+        pickler.memo = self._table.memo  # a copy: what this batch adds stays out of the table
+        pickler.dump(obj)
+        return out.getvalue()
+
+
+class BatchUnpickler:
+    """The worker's end: the same table, as an unpickler's memo holding its copies."""
+
+    def __init__(self) -> None:
+        self._stream = io.BytesIO()
+        self._table = pickle.Unpickler(self._stream)
+
+    def add(self, strings: bytes) -> None:
+        """Take in new strings from :meth:`BatchPickler.share`, in the order they came."""
+        stream = self._stream
+        stream.seek(0)
+        stream.truncate()
+        stream.write(strings)
+        stream.seek(0)
+        self._table.load()  # numbers them after the ones before, as the pickler did
+
+    def loads(self, blob: bytes) -> Any:
+        """Unpickle a batch from :meth:`BatchPickler.dumps`."""
+        # read through a buffer: from a bare BytesIO the unpickler would call its read()
+        # for every object, which takes four times as long as the unpickling itself
+        unpickler = pickle.Unpickler(io.BufferedReader(io.BytesIO(blob), READ_BUFFER))
+        unpickler.memo = self._table.memo  # a copy, as on the pickler's side
+        return unpickler.load()
