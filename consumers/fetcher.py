@@ -276,8 +276,8 @@ class _Reader:
         self.healed_at: tuple | None = None  # (ends, next) when last replaced: never twice for the same
 
     def warm_up(self) -> None:
-        """Learn where the topic's partitions are, and connect to a leader, while the worker
-        joins its group: else the first fetch after the first seek waits ~80 ms for both."""
+        """Learn the topic's metadata as the fetch process starts: else the first fetch after
+        the first seek waits ~80 ms for it."""
         try:
             self.consumer.partitions_for_topic(self.topic)
         except Exception as err:  # noqa: BLE001 - only a head start: fetching asks again
