@@ -10,6 +10,9 @@ event, a twentieth of their time.
 So both ends keep a table of the strings sent so far. The fetch process sends
 each new string once, as it first meets it; from then on a batch refers to the
 worker's copy by its place in the table, which also makes the batch smaller.
+The worker's copies are interned (``sys.intern``), as are the strings of
+restored model state (:mod:`stream_cd.pickling`): a model restored from a
+checkpoint holds the very names the batches bring.
 
 >>> from stream_cd.events import decode_event
 >>> pickler, unpickler = BatchPickler(), BatchUnpickler()
@@ -25,6 +28,9 @@ worker's copy by its place in the table, which also makes the batch smaller.
 ({'salary': 2.5}, 'k', {'age': 3})
 >>> [name is next(iter(first.x)) for name in second.x], second.key is first.key is third.key
 ([True], True)
+>>> import sys
+>>> sys.intern("".join(["sal", "ary"])) is next(iter(second.x))
+True
 
 Only sharing depends on both tables being the same; what a batch holds does not:
 a string not in the table (past ``limit``, or a copy the pickler has not seen,
@@ -35,6 +41,8 @@ from __future__ import annotations
 
 import io
 import pickle
+import struct
+import sys
 from typing import Any
 
 from stream_cd.events import Event
@@ -53,20 +61,18 @@ class BatchPickler:
     """The fetch process's end: shares the model keys and feature names of the events it
     sends, and pickles batches that refer to them.
 
-    The table is a pickler's memo: pickling the new strings with it numbers them, and
-    each batch's pickler starts from a copy of it, so it writes a reference for every
-    string already numbered.
+    The table is the memo each batch's pickler starts from: string ``i`` is kept there
+    as number ``i``, so the pickler writes a reference for it.
     """
 
     def __init__(self, limit: int = MAX_SHARED_STRINGS) -> None:
         self.limit = limit
-        self._stream = io.BytesIO()
-        self._table = pickle.Pickler(self._stream, protocol=PROTOCOL)
         self._known: dict[str, str] = {}  # each string shared, by its text: the object numbered
+        self._memo: dict[int, tuple[int, str]] = {}  # id of that object -> (its number, it)
 
-    def share(self, events: list) -> bytes | None:
+    def share(self, events: list) -> list[str] | None:
         """Add the model keys and feature names of ``events`` to the table, pointing each
-        event's key at its shared copy; return the new strings pickled for
+        event's key at its shared copy; return the new strings, in order, for
         :meth:`BatchUnpickler.add`, or None when there are none."""
         known, new = self._known, []
         for event in events:
@@ -83,38 +89,36 @@ class BatchPickler:
                     if name not in known and len(known) < self.limit:
                         known[name] = name
                         new.append(name)
-        if not new:
-            return None
-        self._table.dump(new)
-        blob = self._stream.getvalue()
-        self._stream.seek(0)
-        self._stream.truncate()
-        return blob
+        for text in new:
+            self._memo[id(text)] = (len(self._memo), text)
+        return new or None
 
     def dumps(self, obj: Any) -> bytes:
         """``obj`` pickled, with every shared string it holds as a reference."""
         out = io.BytesIO()
         pickler = pickle.Pickler(out, protocol=PROTOCOL)
-        pickler.memo = self._table.memo  # a copy: what this batch adds stays out of the table
+        pickler.memo = self._memo  # a copy: what this batch adds stays out of the table
         pickler.dump(obj)
         return out.getvalue()
 
 
 class BatchUnpickler:
-    """The worker's end: the same table, as an unpickler's memo holding its copies."""
+    """The worker's end: the same table, as the memo of an unpickler, holding interned copies."""
 
     def __init__(self) -> None:
         self._stream = io.BytesIO()
-        self._table = pickle.Unpickler(self._stream)
+        self._table = _Table(self._stream)
+        self._size = 0
 
-    def add(self, strings: bytes) -> None:
-        """Take in new strings from :meth:`BatchPickler.share`, in the order they came."""
+    def add(self, strings: list[str]) -> None:
+        """Take in the new strings of :meth:`BatchPickler.share`, in the order they came."""
         stream = self._stream
         stream.seek(0)
         stream.truncate()
-        stream.write(strings)
+        stream.write(_numbering(self._size, strings))
         stream.seek(0)
-        self._table.load()  # numbers them after the ones before, as the pickler did
+        self._table.load()
+        self._size += len(strings)
 
     def loads(self, blob: bytes) -> Any:
         """Unpickle a batch from :meth:`BatchPickler.dumps`."""
@@ -123,3 +127,22 @@ class BatchUnpickler:
         unpickler = pickle.Unpickler(io.BufferedReader(io.BytesIO(blob), READ_BUFFER))
         unpickler.memo = self._table.memo  # a copy, as on the pickler's side
         return unpickler.load()
+
+
+class _Table(pickle.Unpickler):
+    def persistent_load(self, pid: Any) -> str:
+        return sys.intern(pid)
+
+
+def _numbering(first: int, strings: list[str]) -> bytes:
+    """A pickle that keeps the interned copy of each string in the unpickler's memo, as
+    numbers ``first``, ``first + 1``, ...: the text, made a persistent reference (which
+    :class:`_Table` interns), stored under its number. (An unpickler's memo cannot be
+    set from a dict in CPython 3.11: the entries go to the memo being replaced.)"""
+    program = [pickle.PROTO, bytes([PROTOCOL])]
+    for number, text in enumerate(strings, first):
+        data = text.encode("utf-8", "surrogatepass")
+        program += [pickle.BINUNICODE, struct.pack("<I", len(data)), data, pickle.BINPERSID,
+                    pickle.LONG_BINPUT, struct.pack("<I", number), pickle.POP]
+    program += [pickle.NONE, pickle.STOP]
+    return b"".join(program)

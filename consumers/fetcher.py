@@ -38,7 +38,7 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
-from consumers.batch_pickle import BatchPickler, BatchUnpickler
+from consumers.batch_pickle import PROTOCOL, BatchPickler, BatchUnpickler
 from stream_cd.errors import InvalidEvent, TransportError
 from stream_cd.events import decode_event
 from stream_cd.transport import DecodedBatch
@@ -212,7 +212,7 @@ def _run(config: dict[str, Any], topic: str, max_records: int, max_event_bytes: 
         gc.freeze()
         gc.set_threshold(50_000, 10, 10)
         reader.warm_up()
-        out.send_bytes(pickle.dumps(("ready",)))
+        out.send_bytes(pickle.dumps(("ready",), protocol=PROTOCOL))
         while _obey(reader, commands):
             if not reader.epochs:
                 continue
@@ -222,14 +222,14 @@ def _run(config: dict[str, Any], topic: str, max_records: int, max_event_bytes: 
                     batch = _batch(tp.partition, epoch, records, max_event_bytes)
                     strings = pickler.share(batch[-1])
                     if strings is not None:  # before the batch that refers to them
-                        out.send_bytes(pickle.dumps(("strings", strings)))
+                        out.send_bytes(pickle.dumps(("strings", strings), protocol=PROTOCOL))
                     out.send_bytes(pickler.dumps(batch))
             reader.heal_if_stalled()
     except (EOFError, BrokenPipeError):
         pass  # the worker is gone
     except Exception as err:  # noqa: BLE001 - reported to the worker, which starts over
         try:
-            out.send_bytes(pickle.dumps(("error", repr(err))))
+            out.send_bytes(pickle.dumps(("error", repr(err)), protocol=PROTOCOL))
         except OSError:
             pass
     finally:

@@ -32,9 +32,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-import pickle
 from typing import Any
 
+from stream_cd import pickling
 from stream_cd.errors import StateError
 
 __all__ = ["STATE_KEY_ENV", "state_key_from_env", "seal", "open_sealed", "dump_state", "load_state"]
@@ -86,11 +86,12 @@ def open_sealed(blob: bytes | None, key: bytes, what: str, context: bytes = b"")
 
 
 def dump_state(obj: Any, key: bytes, record: str = "") -> bytes:
-    """Pickle and seal, bound to the store key ``record``."""
-    return seal(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL), key, record.encode())
+    """Pickle (so that it unpickles as fast as it was: :mod:`stream_cd.pickling`) and seal,
+    bound to the store key ``record``."""
+    return seal(pickling.dumps(obj), key, record.encode())
 
 
 def load_state(blob: bytes | None, key: bytes, what: str, record: str = "") -> Any:
     """Verify (for the store key ``record``), then unpickle. Nothing is unpickled unless
     the signature holds."""
-    return pickle.loads(open_sealed(blob, key, what, record.encode()))
+    return pickling.loads(open_sealed(blob, key, what, record.encode()))

@@ -216,11 +216,18 @@ class Worker:
         return self._uncommitted > 0 and time.monotonic() - self._last_commit >= self.commit_every_s
 
     def commit(self) -> None:
-        """Outputs, changed state and offsets, in that order (one transaction on Kafka)."""
+        """Outputs, changed state and offsets, in that order (one transaction on Kafka).
+
+        The worker goes on with the unpickled copy of each state it checkpoints: pickling
+        leaves the original reading its attributes from slow dicts (see
+        :mod:`stream_cd.pickling`), and the copy is the same state.
+        """
         checkpoints: list[Checkpoint] = []
         if self.state_key is not None:
             for key, state, covered in self.pipeline.take_checkpoints():
-                checkpoints.append(Checkpoint(key, dump_state(state, self.state_key, key), covered))
+                blob = dump_state(state, self.state_key, key)
+                checkpoints.append(Checkpoint(key, blob, covered))
+                self.pipeline.restore(key, load_state(blob, self.state_key, f"checkpoint {key!r}", key))
         self.transport.commit(checkpoints)
         self._failures = 0
         self.stats.commits += 1

@@ -8,6 +8,7 @@ import random
 import orjson
 
 from consumers.batch_pickle import BatchPickler, BatchUnpickler
+from stream_cd import pickling
 from stream_cd.errors import InvalidEvent
 from stream_cd.events import Event, decode_event
 
@@ -82,3 +83,11 @@ def test_a_copy_the_table_has_not_seen_still_arrives():
     event = Event("default", {copy: 2.0}, True)
     got, sent = _cross(pickler, unpickler, ("batch", 0, 1, [1], [0], [None], [b"{}"], [event]))
     assert not sent and got[7][0].x == {"salary": 2.0} and got[7][0].y is True
+
+
+def test_a_restored_model_holds_the_very_names_batches_bring():
+    pickler, unpickler = BatchPickler(), BatchUnpickler()
+    got, _ = _cross(pickler, unpickler, _message([b'{"x": {"hvalue": 1.0, "loan": 2.0}}'], 0))
+    model_state = {"".join(["hv", "alue"]): 0.5, "".join(["lo", "an"]): 0.25}  # keyed by other copies
+    restored = pickling.loads(pickling.dumps(model_state))
+    assert [a is b for a, b in zip(restored, got[7][0].x)] == [True, True]
