@@ -32,9 +32,10 @@ checkpoint holds the very names the batches bring.
 >>> sys.intern("".join(["sal", "ary"])) is next(iter(second.x))
 True
 
-Only sharing depends on both tables being the same; what a batch holds does not:
-a string not in the table (past ``limit``, or a copy the pickler has not seen,
-since only the very objects added are recognised) is pickled in full.
+Both tables must stay the same: the fetch process sends every new string, in
+order, through the same pipe as the batches and before the first batch that
+refers to it. Past ``limit`` strings, new ones are no longer shared but sent in
+full with every batch.
 """
 
 from __future__ import annotations
@@ -68,30 +69,43 @@ class BatchPickler:
     def __init__(self, limit: int = MAX_SHARED_STRINGS) -> None:
         self.limit = limit
         self._known: dict[str, str] = {}  # each string shared, by its text: the object numbered
+        self._ids: set[int] = set()  # ids of those objects
         self._memo: dict[int, tuple[int, str]] = {}  # id of that object -> (its number, it)
 
     def share(self, events: list) -> list[str] | None:
-        """Add the model keys and feature names of ``events`` to the table, pointing each
-        event's key at its shared copy; return the new strings, in order, for
-        :meth:`BatchUnpickler.add`, or None when there are none."""
-        known, new = self._known, []
+        """Add the model keys and feature names of ``events`` to the table and point each
+        event at the shared objects; return the new strings, in order, for
+        :meth:`BatchUnpickler.add`, or None when there are none.
+
+        orjson hands back the same object for a feature name it has cached, which is
+        usually the shared one already; a name it does not cache (one of a colliding
+        pair, or longer than 64 bytes) comes as a new object each time, and the event's
+        features are then rebuilt around the shared objects.
+        """
+        known, ids, new = self._known, self._ids, []
         for event in events:
             if type(event) is not Event:
                 continue
             key = known.get(event.key)
-            if key is not None:
-                event.key = key
-            elif len(known) < self.limit:
-                known[event.key] = event.key
-                new.append(event.key)
-            if not known.keys() >= event.x.keys():
-                for name in event.x:
-                    if name not in known and len(known) < self.limit:
-                        known[name] = name
-                        new.append(name)
-        for text in new:
-            self._memo[id(text)] = (len(self._memo), text)
+            if key is None:
+                key = self._add(event.key, new)
+            event.key = key
+            x = event.x
+            if not ids.issuperset(map(id, x)):
+                for name in x:
+                    if name not in known:
+                        self._add(name, new)
+                event.x = {known.get(name, name): value for name, value in x.items()}
         return new or None
+
+    def _add(self, text: str, new: list[str]) -> str:
+        if len(self._known) >= self.limit:
+            return text  # the table is full: sent in full from now on
+        self._known[text] = text
+        self._ids.add(id(text))
+        self._memo[id(text)] = (len(self._memo), text)
+        new.append(text)
+        return text
 
     def dumps(self, obj: Any) -> bytes:
         """``obj`` pickled, with every shared string it holds as a reference."""

@@ -10,9 +10,10 @@ both instead, on the other core:
   its partitions are paused, so it fetches nothing.
 * The fetch process reads the partitions the worker holds with a consumer of its
   own, outside any group, from wherever the worker seeks them. It decodes every
-  message with :func:`stream_cd.events.decode_event` and sends the worker one
-  pickled batch per partition and poll through a pipe, whose feature names and
-  model keys are the worker's own copies (:mod:`consumers.batch_pickle`).
+  message with :func:`stream_cd.events.decode_event` and sends the worker
+  pickled batches of one partition through a pipe. Feature names and model keys
+  cross once, in a "strings" message ahead of the first batch that holds them;
+  batches then refer to the worker's own copies (:mod:`consumers.batch_pickle`).
 * Every seek is numbered. A batch carries the number its partition had when it
   was fetched, and the worker drops batches of an older one, so nothing fetched
   before a rollback or a rebalance is processed after it.
@@ -190,7 +191,7 @@ _GROUP_SETTINGS = {"group_id", "session_timeout_ms", "heartbeat_interval_ms", "e
 
 
 def _widen(conn: Connection) -> None:
-    """Ask for a pipe buffer a whole batch fits in (Linux); the default 64 kB makes both
+    """Ask for a pipe buffer several batches fit in (Linux); with the default 64 kB both
     processes take turns on every batch."""
     try:
         fcntl.fcntl(conn.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
@@ -277,7 +278,8 @@ class _Reader:
 
     def warm_up(self) -> None:
         """Learn the topic's metadata as the fetch process starts: else the first fetch after
-        the first seek waits ~80 ms for it."""
+        the first seek waits ~80 ms for it. (kafka-python waits for it without a timeout;
+        with no broker there is nothing to fetch anyway, and ``close`` ends the process.)"""
         try:
             self.consumer.partitions_for_topic(self.topic)
         except Exception as err:  # noqa: BLE001 - only a head start: fetching asks again

@@ -5,7 +5,7 @@ something asks for its ``__dict__``; from then on they live in a dict, and
 reading them is up to three times slower. Pickling asks for the ``__dict__`` of
 every object it saves, and unpickling fills the ``__dict__`` of every object it
 makes. River's models learn mostly by reading attributes, so a model that had
-been checkpointed, or restored from a checkpoint, learned about 17 % slower.
+been checkpointed, or restored from a checkpoint, learned about a third slower.
 
 :func:`dumps` pickles so that unpickling gives each object its attributes one by
 one, as its ``__init__`` did, which keeps them inline. The objects that were
@@ -19,8 +19,10 @@ restored model's dicts are keyed by the same name objects as the events the
 worker gets from its fetch process (:mod:`consumers.batch_pickle`): looking up
 a key that is the very same object is faster than comparing equal copies.
 
-Checkpoints name :func:`set_attributes` and :func:`set_attributes_after_setstate`:
-keep their names and module, or older checkpoints no longer load.
+Checkpoints name :func:`set_attributes` and :func:`set_attributes_after_setstate`,
+and hold persistent references: a version of stream-cd from before this module
+cannot load them (stop every worker of a group before moving back to one), and
+these functions must keep their names and module.
 
 >>> from river import preprocessing
 >>> scaler = preprocessing.StandardScaler()
@@ -36,7 +38,6 @@ import copyreg
 import io
 import pickle
 import sys
-from types import FunctionType
 from typing import Any
 
 __all__ = ["dumps", "loads"]
@@ -63,10 +64,9 @@ def set_attributes(obj: Any, state: dict[str, Any]) -> None:
 
 
 def set_attributes_after_setstate(obj: Any, state: dict[str, Any]) -> None:
-    """Restore an object whose class has a ``__setstate__`` of its own: run it on a scratch
-    instance (where it may fill a ``__dict__``), then give ``obj`` the attributes it made one
-    at a time. River's ``StandardScaler`` is one: its ``__setstate__`` fills defaults for
-    older pickles, then updates ``self.__dict__``."""
+    """Restore an object whose class's own ``__setstate__`` only fills defaults, then updates
+    ``self.__dict__`` (:data:`SETSTATE_FILLS_DICT`): run it on a scratch instance, then give
+    ``obj`` the attributes it made one at a time."""
     scratch = object.__new__(type(obj))
     type(obj).__setstate__(scratch, state)
     set_attributes(obj, vars(scratch))
@@ -78,20 +78,21 @@ class _Pickler(pickle.Pickler):
 
     def reducer_override(self, obj: Any) -> Any:
         cls = type(obj)
-        if not cls.__flags__ & _MANAGED_DICT:
-            return NotImplemented  # attributes not kept inline: nothing to gain
+        if not cls.__flags__ & _MANAGED_DICT or cls in copyreg.dispatch_table:
+            return NotImplemented  # attributes not kept inline (nothing to gain), or a reducer of its own
         reduced = obj.__reduce_ex__(pickle.HIGHEST_PROTOCOL)
         if not isinstance(reduced, tuple) or reduced[0] is not copyreg.__newobj__ or len(reduced) < 3:
             return NotImplemented  # saved its own way (a __reduce__ of its own)
         callable_, args, state, listitems, dictitems = (*reduced, None, None)[:5]
-        if type(state) is not dict or not state.keys().isdisjoint(_data_descriptors(cls)):
-            return NotImplemented  # slots too, or a property would take the place of a plain store
-        setstate = getattr(cls, "__setstate__", None)
-        if setstate is None:
+        if type(state) is not dict or not all(type(name) is str for name in state):
+            return NotImplemented  # slots too, or names setattr would refuse
+        if not state.keys().isdisjoint(_data_descriptors(cls)):
+            return NotImplemented  # a property would take the place of a plain store
+        if getattr(cls, "__setstate__", None) is None:
             return callable_, args, state, listitems, dictitems, set_attributes
-        if isinstance(setstate, FunctionType) and cls.__new__ is object.__new__ and args == (cls,):
+        if f"{cls.__module__}.{cls.__qualname__}" in SETSTATE_FILLS_DICT and args == (cls,):
             return callable_, args, state, listitems, dictitems, set_attributes_after_setstate
-        return NotImplemented
+        return NotImplemented  # its own __setstate__ may tie things to the object itself
 
 
 class _Unpickler(pickle.Unpickler):
@@ -101,6 +102,13 @@ class _Unpickler(pickle.Unpickler):
         return sys.intern(pid)
 
 
+# Classes whose __setstate__ only fills defaults for older pickles, then updates
+# self.__dict__: safe to run on a scratch instance (it ties nothing to the object).
+SETSTATE_FILLS_DICT = frozenset({
+    "river.preprocessing.scale.StandardScaler",
+    "river.preprocessing.scale.MinMaxScaler",
+    "river.preprocessing.scale.MaxAbsScaler",
+})
 _MANAGED_DICT = 1 << 4  # Py_TPFLAGS_MANAGED_DICT: instances of the class keep attributes inline
 _DESCRIPTORS: dict[type, frozenset[str]] = {}
 

@@ -94,4 +94,8 @@ def dump_state(obj: Any, key: bytes, record: str = "") -> bytes:
 def load_state(blob: bytes | None, key: bytes, what: str, record: str = "") -> Any:
     """Verify (for the store key ``record``), then unpickle. Nothing is unpickled unless
     the signature holds."""
-    return pickling.loads(open_sealed(blob, key, what, record.encode()))
+    payload = open_sealed(blob, key, what, record.encode())
+    try:
+        return pickling.loads(payload)
+    except Exception as err:  # signed by us, yet unreadable here (a newer format, a class gone)
+        raise StateError(f"refused checkpoint of {what}: it is signed but cannot be loaded here: {err!r}") from err

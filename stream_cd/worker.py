@@ -227,7 +227,10 @@ class Worker:
             for key, state, covered in self.pipeline.take_checkpoints():
                 blob = dump_state(state, self.state_key, key)
                 checkpoints.append(Checkpoint(key, blob, covered))
-                self.pipeline.restore(key, load_state(blob, self.state_key, f"checkpoint {key!r}", key))
+                try:
+                    self.pipeline.restore(key, load_state(blob, self.state_key, f"{_describe(key)} just written", key))
+                except StateError as err:  # it cannot be restored either: go on with the original
+                    log.warning("%s", err)
         self.transport.commit(checkpoints)
         self._failures = 0
         self.stats.commits += 1

@@ -76,13 +76,35 @@ def test_strings_past_the_limit_arrive_whole_without_being_shared():
     assert shared == {"age": True, "pay": True, "car": False}  # the key and two names filled the table
 
 
-def test_a_copy_the_table_has_not_seen_still_arrives():
+def test_copies_of_a_name_arrive_as_the_one_shared_object():
     pickler, unpickler = BatchPickler(), BatchUnpickler()
-    _cross(pickler, unpickler, _message([b'{"x": {"salary": 1.0}}'], 0))
-    copy = "".join(["sal", "ary"])  # equal text, another object: pickled in full
+    long_name = "feature_" + "x" * 70  # longer than orjson caches: a new object every decode
+    first, _ = _cross(pickler, unpickler, _message([orjson.dumps({"x": {long_name: 1.0, "salary": 1.0}})], 0))
+    copy = "".join(["sal", "ary"])  # equal text, another object
     event = Event("default", {copy: 2.0}, True)
-    got, sent = _cross(pickler, unpickler, ("batch", 0, 1, [1], [0], [None], [b"{}"], [event]))
-    assert not sent and got[7][0].x == {"salary": 2.0} and got[7][0].y is True
+    second, sent = _cross(pickler, unpickler, ("batch", 0, 1, [1], [0], [None], [b"{}"], [event]))
+    third, _ = _cross(pickler, unpickler, _message([orjson.dumps({"x": {long_name: 3.0}})], 2))
+    assert not sent and second[7][0].x == {"salary": 2.0} and second[7][0].y is True
+    shared = {name: name for name in first[7][0].x}
+    assert next(iter(second[7][0].x)) is shared["salary"]
+    assert next(iter(third[7][0].x)) is shared[long_name]
+
+
+def test_hundreds_of_names_all_shared():
+    rng = random.Random(11)
+    names = [f"feature_{i:04d}" for i in range(700)]  # numbers past 256 take four bytes in a pickle
+    pickler, unpickler = BatchPickler(), BatchUnpickler()
+    seen: dict[str, str] = {}
+    for batch in range(3):
+        raws = [orjson.dumps({"key": f"k{rng.randrange(3)}", "x": {n: rng.random() for n in rng.sample(names, 40)}})
+                for _ in range(200)]
+        message = _message(raws, 200 * batch)
+        got, _ = _cross(pickler, unpickler, message)
+        assert _same(got[7], message[7])
+        for event in got[7]:
+            for text in (event.key, *event.x):
+                assert seen.setdefault(text, text) is text
+    assert len(seen) == 703
 
 
 def test_a_restored_model_holds_the_very_names_batches_bring():

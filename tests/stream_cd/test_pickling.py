@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copyreg
 import gc
 import pickle
 import sys
@@ -9,14 +10,17 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 import orjson
-from river import datasets
+import pytest
+from river import datasets, preprocessing
 
 from stream_cd.config import PipelineConfig
 from stream_cd.datasets import generate
 from stream_cd.embedded import DirectoryStore, EmbeddedTransport
+from stream_cd.errors import StateError
 from stream_cd.pickling import dumps, loads
 from stream_cd.pipeline import Pipeline
 from stream_cd.slot import ModelSlot
+from stream_cd.state import load_state, seal
 from stream_cd.transport import Topics
 from stream_cd.worker import run_worker
 
@@ -62,7 +66,11 @@ def test_plain_objects_come_back_equal_and_inline():
 def test_a_class_with_its_own_setstate_still_runs_it():
     copy = loads(dumps(OwnSetstate()))
     assert copy.counts == Counter(a=2) and copy.window is None
-    assert keeps_inline(copy, ["counts"])
+    scaler = preprocessing.StandardScaler()  # a known __setstate__ that only fills defaults
+    scaler.learn_one({"a": 1.0})
+    restored = loads(dumps(scaler))
+    assert restored.window_size is None and restored.counts == Counter(a=1)
+    assert keeps_inline(restored, ["counts", "means"])
 
 
 def test_frozen_dataclasses_and_containers_round_trip():
@@ -105,3 +113,54 @@ def test_strings_come_back_interned_and_old_plain_pickles_still_load():
     key = next(iter(restored))
     assert key is sys.intern("salary") and restored[key][0] is key
     assert loads(pickle.dumps(Plain())).items == [1, 2]  # a checkpoint written before
+
+
+class Counted:
+    """Its __setstate__ ties a bound method to the object itself: it must run on the object."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.bump = self._bump
+
+    def _bump(self) -> None:
+        self.n += 1
+
+    def __getstate__(self) -> dict:
+        return {"n": self.n}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.bump = self._bump
+
+
+class Registered:
+    def __init__(self) -> None:
+        self.value = 1
+        self.cache = "big"
+
+
+def _rebuild_registered(value):
+    obj = Registered.__new__(Registered)
+    obj.value, obj.rebuilt = value, True
+    return obj
+
+
+def test_other_classes_keep_their_own_way_back():
+    copy = loads(dumps(Counted()))
+    copy.bump()
+    assert copy.n == 1  # the method is bound to the copy, as with plain pickle
+    copyreg.pickle(Registered, lambda r: (_rebuild_registered, (r.value,)))
+    try:
+        assert vars(loads(dumps(Registered()))) == {"value": 1, "rebuilt": True}
+    finally:
+        del copyreg.dispatch_table[Registered]
+    odd = Plain()
+    odd.__dict__[1] = "not a name"
+    assert loads(dumps(odd)).__dict__[1] == "not a name"
+
+
+def test_a_signed_checkpoint_that_cannot_be_loaded_is_refused_not_raised():
+    key = b"test-state-key-0123456789abcdef"
+    blob = seal(b"\x80\x05not a pickle", key, b"model:k")
+    with pytest.raises(StateError, match="signed but cannot be loaded"):
+        load_state(blob, key, "model key 'k'", "model:k")
