@@ -37,7 +37,7 @@ from typing import Any
 from stream_cd import pickling
 from stream_cd.errors import StateError
 
-__all__ = ["STATE_KEY_ENV", "state_key_from_env", "seal", "open_sealed", "dump_state", "load_state"]
+__all__ = ["STATE_KEY_ENV", "state_key_from_env", "seal", "open_sealed", "dump_state", "dump_state_and_copy", "load_state"]
 
 STATE_KEY_ENV = "STREAM_CD_STATE_KEY"
 _MAGIC = b"SCD1"
@@ -91,10 +91,21 @@ def dump_state(obj: Any, key: bytes, record: str = "") -> bytes:
     return seal(pickling.dumps(obj), key, record.encode())
 
 
+def dump_state_and_copy(obj: Any, key: bytes, record: str, what: str) -> tuple[bytes, Any]:
+    """What :func:`dump_state` gives, and the copy of ``obj`` it unpickles to, from one
+    pickling (a worker goes on with the copy: :mod:`stream_cd.pickling`). Raises
+    :class:`StateError` when the pickle cannot be read back."""
+    payload = pickling.dumps(obj)
+    return seal(payload, key, record.encode()), _unpickle(payload, what)
+
+
 def load_state(blob: bytes | None, key: bytes, what: str, record: str = "") -> Any:
     """Verify (for the store key ``record``), then unpickle. Nothing is unpickled unless
     the signature holds."""
-    payload = open_sealed(blob, key, what, record.encode())
+    return _unpickle(open_sealed(blob, key, what, record.encode()), what)
+
+
+def _unpickle(payload: bytes, what: str) -> Any:
     try:
         return pickling.loads(payload)
     except Exception as err:  # signed by us, yet unreadable here (a newer format, a class gone)

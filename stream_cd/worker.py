@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from stream_cd.decisions import Decision
 from stream_cd.errors import StateError, TransportError
 from stream_cd.pipeline import Outcome, Pipeline, model_key_of_record, record_key
-from stream_cd.state import dump_state, load_state
+from stream_cd.state import dump_state, dump_state_and_copy, load_state
 from stream_cd.transport import DEAD_LETTER_ORIGIN, DEAD_LETTER_REASON, Checkpoint, DecodedBatch, Message, Topics, Transport
 
 __all__ = ["WorkerStats", "Worker", "run_worker", "DEFAULT_COMMIT_EVENTS", "DEFAULT_COMMIT_SECONDS"]
@@ -225,12 +225,13 @@ class Worker:
         checkpoints: list[Checkpoint] = []
         if self.state_key is not None:
             for key, state, covered in self.pipeline.take_checkpoints():
-                blob = dump_state(state, self.state_key, key)
-                checkpoints.append(Checkpoint(key, blob, covered))
                 try:
-                    self.pipeline.restore(key, load_state(blob, self.state_key, f"{_describe(key)} just written", key))
+                    blob, copy = dump_state_and_copy(state, self.state_key, key, f"{_describe(key)} just written")
+                    self.pipeline.restore(key, copy)
                 except StateError as err:  # it cannot be restored either: go on with the original
                     log.warning("%s", err)
+                    blob = dump_state(state, self.state_key, key)
+                checkpoints.append(Checkpoint(key, blob, covered))
         self.transport.commit(checkpoints)
         self._failures = 0
         self.stats.commits += 1
