@@ -213,7 +213,7 @@ def _run(config: dict[str, Any], topic: str, max_records: int, max_event_bytes: 
         gc.freeze()
         gc.set_threshold(50_000, 10, 10)
         reader.warm_up()
-        out.send_bytes(pickle.dumps(("ready",), protocol=PROTOCOL))
+        _tell(out, "ready")
         while _obey(reader, commands):
             if not reader.epochs:
                 continue
@@ -223,19 +223,25 @@ def _run(config: dict[str, Any], topic: str, max_records: int, max_event_bytes: 
                     batch = _batch(tp.partition, epoch, records, max_event_bytes)
                     strings = pickler.share(batch[-1])
                     if strings is not None:  # before the batch that refers to them
-                        out.send_bytes(pickle.dumps(("strings", strings), protocol=PROTOCOL))
+                        _tell(out, "strings", strings)
                     out.send_bytes(pickler.dumps(batch))
             reader.heal_if_stalled()
     except (EOFError, BrokenPipeError):
         pass  # the worker is gone
     except Exception as err:  # noqa: BLE001 - reported to the worker, which starts over
         try:
-            out.send_bytes(pickle.dumps(("error", repr(err)), protocol=PROTOCOL))
+            _tell(out, "error", repr(err))
         except OSError:
             pass
     finally:
         if reader is not None:
             reader.close()
+
+
+def _tell(out: Connection, *message: Any) -> None:
+    """Send a message other than a batch. Protocol 3 as well: the worker unpickles every
+    message with the table's memo (see :data:`consumers.batch_pickle.PROTOCOL`)."""
+    out.send_bytes(pickle.dumps(message, protocol=PROTOCOL))
 
 
 def _obey(reader: "_Reader", commands: Connection) -> bool:
