@@ -21,7 +21,7 @@ stream_cd.errors.InvalidEvent: feature 'a' is a list; features must be finite nu
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -34,6 +34,7 @@ DEFAULT_KEY = "default"
 DEFAULT_MAX_EVENT_BYTES = 64 * 1024
 _MISSING = object()
 _SCALARS = frozenset((str, bool, int, float))  # what a feature value or a label may be
+_NUMBERS = frozenset((int, float))
 _JSON_TYPE = {dict: "an object", list: "a list", type(None): "null", str: "a string",
               bool: "a boolean", int: "a number", float: "a number"}
 
@@ -49,11 +50,14 @@ class Event:
     ts: int | None = None
     session: str | None = None
     source: str | None = None
+    # Every feature value is a number: the decoder has looked at each of them already,
+    # and a model key's schema check then needs only their names. False: not known.
+    numeric: bool = field(default=False, compare=False, repr=False)
 
     def __reduce__(self) -> tuple:
         # Pickled by its fields, which unpickles as fast as a tuple: decoded events
         # cross a process boundary in batches (see ``stream_cd.transport.DecodedBatch``).
-        return Event, (self.key, self.x, self.y, self.id, self.ts, self.session, self.source)
+        return Event, (self.key, self.x, self.y, self.id, self.ts, self.session, self.source, self.numeric)
 
     @property
     def labeled(self) -> bool:
@@ -165,7 +169,8 @@ def decode_event(raw: bytes, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Event:
     if ts is not None and (type(ts) is not int or ts < 0):
         raise InvalidEvent(f"ts is {ts!r}; it must be epoch milliseconds as a whole number")
     x = get("x", _MISSING)
-    if type(x) is not dict or not _SCALARS.issuperset(map(type, x.values())):
+    numeric = type(x) is dict and _NUMBERS.issuperset(map(type, x.values()))
+    if not numeric and (type(x) is not dict or not _SCALARS.issuperset(map(type, x.values()))):
         x = _check_features(x)  # names the first bad feature
     y = get("y")
     if y is not None and type(y) not in _SCALARS:
@@ -179,4 +184,4 @@ def decode_event(raw: bytes, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Event:
         session = _optional_str(obj, "session") or _optional_str(obj, "user")
     if source is not None and type(source) is not str:
         source = _optional_str(obj, "source")
-    return Event(key, x, y, ident, ts, session, source)
+    return Event(key, x, y, ident, ts, session, source, numeric)

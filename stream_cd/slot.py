@@ -35,6 +35,7 @@ __all__ = ["Candidate", "ModelSlot"]
 
 _KIND_NAMES = {float: "a number", bool: "a boolean", str: "a string"}
 _NUMBERS = frozenset((int, float))
+_NO_DECISIONS: list[Decision] = []  # shared, never changed: most events decide nothing
 
 
 class Candidate:
@@ -72,13 +73,6 @@ class Candidate:
             return self.model.predict_proba_one(x)
         except Exception as err:
             raise self.failure("predict", err) from None
-
-    def learn(self, x: dict, y: Any) -> None:
-        try:
-            self.model.learn_one(x, y)
-        except Exception as err:
-            raise self.failure("learn", err) from None
-        self.learned += 1
 
 
 class ModelSlot:
@@ -171,11 +165,15 @@ class ModelSlot:
     def challenger_version(self) -> str | None:
         return None if self.challenger is None else self.challenger.label
 
-    def check_schema(self, x: dict) -> None:
+    def check_schema(self, x: dict, numeric: bool = False) -> None:
         """Reject an event whose feature changed kind (number, boolean, string) from earlier
         events of this key, before any model sees it: models fail on such events part-way
-        through learning, which would leave them changed by an event that was rejected."""
-        if x.keys() <= self._numeric and _NUMBERS.issuperset(map(type, x.values())):
+        through learning, which would leave them changed by an event that was rejected.
+
+        ``numeric``: the caller knows every value in ``x`` is a number (the decoder's
+        :attr:`~stream_cd.events.Event.numeric`), so only the names need looking at.
+        """
+        if (numeric or _NUMBERS.issuperset(map(type, x.values()))) and self._numeric.issuperset(x):
             return  # the common case, checked in C: only numbers, all known as numbers
         schema = self.schema
         new = None
@@ -216,9 +214,9 @@ class ModelSlot:
         y_pred = self.last_prediction = top_class(adapted) if classification else adapted
         return y_pred, global_pred
 
-    def predict(self, x: dict, session: str | None = None, ts: int | None = None) -> Any:
+    def predict(self, x: dict, session: str | None = None, ts: int | None = None, numeric: bool = False) -> Any:
         """Serve a prediction request: the champion's, adapted to the session if it has one."""
-        self.check_schema(x)
+        self.check_schema(x, numeric)
         self.events_seen += 1
         if self.task is None:
             self.served = None
@@ -235,50 +233,74 @@ class ModelSlot:
             return True
         return False
 
-    def learn(self, x: dict, y: Any, ts: int, source: str | None = None, session: str | None = None) -> list[Decision]:
+    def learn(
+        self, x: dict, y: Any, ts: int, source: str | None = None, session: str | None = None, numeric: bool = False
+    ) -> list[Decision]:
         """Progressive validation on one labeled event; return the decisions it caused.
 
         An event a poisoning guard holds back is counted, and neither scored nor learned.
+        Every prediction comes first, then the learning, champion first: if the champion
+        cannot learn the event, neither model has changed. ``numeric`` as for
+        :meth:`check_schema`.
         """
-        if self.task is None:
-            self._fix_task(y)
         task = self.task
+        if task is None:
+            self._fix_task(y)
+            task = self.task
         y = check_label(task, y)  # type: ignore[arg-type]
-        self.check_schema(x)
+        self.check_schema(x, numeric)
         if (self.source_cap is not None or self.range_guard is not None) and self._held_back(x, source or session):
             self.events_seen += 1
-            return []
+            return _NO_DECISIONS
         champion, challenger = self.champion, self.challenger
-        y_pred, global_pred = self._serve(x, session, ts)
-        if challenger is not None:
-            c_pred = challenger.predict(x)
-        champion.learn(x, y)  # every prediction first, then the champion's learning: if it fails, nothing learned
-        if challenger is not None:
-            challenger.learn(x, y)
+        if session is None or self.sessions is None:
+            y_pred = global_pred = self.last_prediction = champion.predict(x)
+            self.served = None
+        else:
+            y_pred, global_pred = self._serve(x, session, ts)
+        # The models' own calls, without a wrapper each: this is the path of every event.
+        candidate, doing = challenger, "predict"
+        try:
+            if challenger is not None:
+                c_pred = challenger.model.predict_one(x)
+            candidate, doing = champion, "learn"
+            champion.model.learn_one(x, y)
+            champion.learned += 1
+            if challenger is not None:
+                candidate = challenger
+                challenger.model.learn_one(x, y)
+        except Exception as err:  # a model that cannot use this event must not stop the worker
+            raise candidate.failure(doing, err) from None  # type: ignore[union-attr]
         if y_pred is not None:
             self.metric.update(y, y_pred)  # type: ignore[union-attr]
         if self.served is not None:  # served to a session: the session learns, the champion is judged
             self.sessions.learn(session, x, y, global_pred, ts)  # type: ignore[union-attr]
             if task == "classification":
                 global_pred = top_class(global_pred)
-        loss = loss_of(task, y, global_pred)  # type: ignore[arg-type]
         self.events_seen += 1
         self.learned += 1
 
-        decisions: list[Decision] = []
+        if task == "classification":
+            loss = 0.0 if global_pred == y else 1.0  # loss_of, inline
+        else:
+            loss = loss_of(task, y, global_pred)  # type: ignore[arg-type]
+        decisions = _NO_DECISIONS
         if challenger is not None:
-            verdict = self.comparator.update(loss, loss_of(task, y, c_pred))  # type: ignore[union-attr,arg-type]
+            challenger.learned += 1
+            c_loss = (0.0 if c_pred == y else 1.0) if task == "classification" else loss_of(task, y, c_pred)  # type: ignore[arg-type]
+            verdict = self.comparator.update(loss, c_loss)  # type: ignore[union-attr]
             if verdict is not None:
-                decisions.append(self._judge(verdict.action, verdict.evidence, ts))
+                decisions = [self._judge(verdict.action, verdict.evidence, ts)]
         detector = self.detector
         if detector is not None and detector.update(loss):
-            decisions.append(self._on_drift(ts))
-        for trigger in self.triggers:
-            if trigger.observe(ts, self.learned, loss):
-                decisions.append(self._retrain(trigger.name, ts, {"trigger": trigger.name}))
+            decisions = [*decisions, self._on_drift(ts)]
+        if self.triggers:
+            for trigger in self.triggers:
+                if trigger.observe(ts, self.learned, loss):
+                    decisions = [*decisions, self._retrain(trigger.name, ts, {"trigger": trigger.name})]
         every = self.config.version_every
         if every is not None and self.learned % every == 0:
-            decisions.append(self._version_checkpoint(ts))
+            decisions = [*decisions, self._version_checkpoint(ts)]
         return decisions
 
     # -- decisions -----------------------------------------------------------

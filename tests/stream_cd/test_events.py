@@ -167,3 +167,15 @@ def test_infer_task_and_loss() -> None:
     assert loss_of("classification", True, None) == 1.0
     assert loss_of("regression", 3.0, None) == 3.0
     assert loss_of("regression", -2.0, 1.0) == 3.0
+
+
+def test_the_decoder_notes_whether_every_feature_is_a_number() -> None:
+    import pickle
+
+    assert decode_event(b'{"x": {"a": 1, "b": 2.5}}').numeric is True
+    assert decode_event(b'{"x": {}}').numeric is True
+    for x in (b'{"a": 1, "b": "red"}', b'{"a": 1, "b": true}'):
+        assert decode_event(b'{"x": ' + x + b"}").numeric is False
+    assert Event(key="k", x={"a": 1}).numeric is False  # made by hand: not known
+    ev = decode_event(b'{"x": {"a": 1}, "y": true}')
+    assert pickle.loads(pickle.dumps(ev)).numeric is True and ev == Event(key="default", x={"a": 1}, y=True)

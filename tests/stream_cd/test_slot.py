@@ -310,3 +310,14 @@ def test_prediction_requests_are_served_by_the_champion_and_not_learned() -> Non
     slot.learn({"a": 1.0}, True, 0)
     assert slot.predict({"a": 1.0}) is True
     assert slot.learned == 1 and slot.events_seen == 2 and slot.champion.learned == 1
+
+
+def test_a_number_where_a_key_had_a_string_is_rejected_even_when_the_event_is_all_numbers() -> None:
+    from stream_cd.errors import InvalidEvent
+
+    slot = ModelSlot("k", PipelineConfig(model="hoeffding-tree", drift="none"))
+    slot.learn({"colour": "red", "size": 1.0}, True, ts=0)
+    slot.learn({"size": 2.0}, False, ts=0, numeric=True)  # known as a number: passes on its names
+    with pytest.raises(InvalidEvent, match="feature 'colour' is 3.0, a number, but earlier events"):
+        slot.learn({"colour": 3.0, "size": 2.0}, True, ts=0, numeric=True)
+    assert slot.learned == 2
