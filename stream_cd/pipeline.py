@@ -25,7 +25,7 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -170,6 +170,63 @@ class Pipeline:
             part.invalid += 1
             return Outcome(invalid=err.reason)
 
+    def take_batch(
+        self,
+        events: Sequence[Event | InvalidEvent],
+        timestamps: Sequence[int],
+        offsets: Sequence[int],
+        partition: int = 0,
+        every: bool = False,
+    ) -> list[tuple[int, Outcome]]:
+        """Handle consecutive messages of one partition, decoded elsewhere, as :meth:`take`
+        handles each; return ``(index, outcome)`` of those that led to something (a
+        rejection, decisions or a served prediction), or of all of them with ``every``.
+
+        Labeled events in order, the bulk of any stream, take a path of their own here.
+
+        >>> p = Pipeline(PipelineConfig(model="logreg", drift="none", version_every=2))
+        >>> events = [decode_event(b'{"x": {"f": 1.0}, "y": true}'), InvalidEvent("x is missing"),
+        ...           decode_event(b'{"x": {"f": 2.0}, "y": false}')]
+        >>> [(i, o.invalid or o.decisions[0].action) for i, o in p.take_batch(events, [0, 0, 0], [0, 1, 2])]
+        [(1, 'x is missing'), (2, 'checkpoint')]
+        >>> p.take_batch(events, [0, 0, 0], [0, 1, 2]), p.summary()["events"]
+        ([], 3)
+        """
+        part = self.partitions.get(partition)
+        if part is None:
+            part = self.partitions[partition] = PartitionState()
+        slots, dirty_keys, general = self.slots, self._dirty_keys, self.record_predictions
+        results: list[tuple[int, Outcome]] = []
+        for i, event in enumerate(events):
+            offset = offsets[i]
+            if general or type(event) is not Event or event.y is None or offset < part.next_offset:
+                outcome = self.take(event, timestamps[i], partition, offset)
+            else:  # take -> _at_offset -> _serve, for a labeled event in order
+                part.next_offset = offset + 1
+                part.events += 1
+                key = event.key
+                slot = slots.get(key) or self.slot(key)
+                if offset < slot.offsets.get(partition, 0):
+                    continue  # skipped: the key has taken it in already
+                slot.offsets[partition] = offset + 1
+                dirty_keys.add(key)
+                version = slot.champion.label
+                try:
+                    ts = timestamps[i] if event.ts is None else event.ts
+                    decisions = slot.learn(event.x, event.y, ts, event.source, event.session, event.numeric)
+                except InvalidEvent as err:
+                    part.invalid += 1
+                    outcome = Outcome(invalid=err.reason)
+                else:
+                    if not (decisions or every):
+                        continue
+                    outcome = Outcome(event, decisions, None, version)
+            if every or outcome.invalid is not None or outcome.decisions or outcome.served is not None:
+                results.append((i, outcome))
+        if events:
+            self._dirty_partitions.add(partition)
+        return results
+
     def _replayed(self, event: Event | InvalidEvent, ts: int, partition: int, offset: int) -> Outcome:
         """A message before the partition's position: only a key restored from an older state takes it."""
         if type(event) is InvalidEvent:
@@ -199,10 +256,10 @@ class Pipeline:
             ts = event.ts
         version = slot.champion_version
         if event.y is None:
-            prediction = slot.predict(event.x, event.session, ts)
+            prediction = slot.predict(event.x, event.session, ts, event.numeric)
             outcome = Outcome(event, _NO_DECISIONS, prediction, version)
         else:
-            decisions = slot.learn(event.x, event.y, ts, event.source, event.session)
+            decisions = slot.learn(event.x, event.y, ts, event.source, event.session, event.numeric)
             outcome = Outcome(event, decisions, None, version)
         if self.record_predictions:
             outcome.served = served_record(event, slot, version, ts)

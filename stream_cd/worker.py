@@ -180,16 +180,17 @@ class Worker:
         return "batch"
 
     def _process(self, messages) -> None:
+        every = self.on_outcome is not None
         if isinstance(messages, DecodedBatch):  # decoded by the transport: learn from the events
-            take, partition = self.pipeline.take, messages.partition
-            outcomes = (take(e, t, partition, o) for e, t, o in zip(messages.events, messages.timestamps, messages.offsets))
-        else:
-            process = self.pipeline.process
-            outcomes = (process(m.value, m.timestamp, m.partition, m.offset) for m in messages)
-        on_outcome = self.on_outcome
-        for i, outcome in enumerate(outcomes):
-            if outcome.invalid is not None or outcome.decisions or outcome.served is not None or on_outcome is not None:
-                self._emit(messages[i], outcome)
+            batch = messages
+            for i, outcome in self.pipeline.take_batch(batch.events, batch.timestamps, batch.offsets, batch.partition, every):
+                self._emit(batch[i], outcome)
+            return
+        process = self.pipeline.process
+        for message in messages:
+            outcome = process(message.value, message.timestamp, message.partition, message.offset)
+            if every or outcome.invalid is not None or outcome.decisions or outcome.served is not None:
+                self._emit(message, outcome)
 
     def _emit(self, message: Message, outcome: Outcome) -> None:
         """What one message led to: a dead letter, decisions, a served prediction."""

@@ -109,3 +109,89 @@ def test_generated_agrawal_runs_clean_through_the_pipeline() -> None:
         assert p.process(orjson.dumps(e), ts=0).invalid is None
     summary = p.summary()["models"]["default"]
     assert summary["learned"] == 2000 and summary["metric"]["value"] > 0.8
+
+
+class LearnsNoBoom:
+    """A user's model that predicts anything but cannot learn from events with a feature named boom."""
+
+    def predict_one(self, x):
+        return True
+
+    def learn_one(self, x, y):
+        if "boom" in x:
+            raise ValueError("boom cannot be learned")
+
+
+def learns_no_boom() -> LearnsNoBoom:
+    return LearnsNoBoom()
+
+
+def test_a_shadow_that_cannot_learn_an_event_is_named_in_the_rejection() -> None:
+    p = Pipeline(PipelineConfig(model="logreg", shadow=f"{__name__}:learns_no_boom", drift="none"))
+    assert p.process(b'{"x": {"f": 1.0}, "y": true}', ts=0).invalid is None
+    out = p.process(b'{"x": {"f": 2.0, "boom": 1}, "y": true}', ts=0)
+    assert out.invalid is not None and f"model {__name__}:learns_no_boom (v2.0) cannot learn this event" in out.invalid
+    slot = p.slot("default")
+    assert (slot.learned, slot.challenger.learned) == (1, 1)  # the champion learned it; the event is not counted
+
+
+def _mixed_messages() -> list[tuple[bytes, int]]:
+    """Messages of every kind the pipeline meets, with their offsets: two model keys,
+    requests, bad JSON, a feature and a label of the wrong kind, and a stretch of
+    offsets that comes a second time (a redelivery), which must be skipped."""
+    rows = [orjson.dumps({**e, "key": "even" if i % 2 else "odd"}) for i, e in enumerate(generate("agrawal", 600, seed=5))]
+    rows[10] = b'{"x": '
+    rows[20] = orjson.dumps({"key": "odd", "x": {"salary": "high"}, "y": 1})
+    rows[30] = orjson.dumps({"key": "even", "x": {"salary": 1.0}, "y": 0.5})
+    rows[40] = orjson.dumps({"key": "odd", "x": {"salary": 1.0, "age": 30}})
+    rows[50] = orjson.dumps({"key": "even", "x": {"salary": 1.0, "flag": True}, "y": 1})
+    messages = list(zip(rows, range(len(rows))))
+    return messages[:400] + messages[350:380] + messages[400:]
+
+
+def _decoded(messages: list[tuple[bytes, int]]) -> list:
+    from stream_cd.errors import InvalidEvent
+    from stream_cd.events import decode_event
+
+    events = []
+    for raw, _ in messages:
+        try:
+            events.append(decode_event(raw))
+        except InvalidEvent as err:
+            events.append(err)
+    return events
+
+
+def test_take_batch_does_what_take_does_message_by_message() -> None:
+    config = PipelineConfig(model="logreg", shadow="hoeffding-tree", drift="adwin", version_every=97, min_sample=100, compare_every=50)
+    messages = _mixed_messages()
+    events, offsets = _decoded(messages), [offset for _, offset in messages]
+    timestamps = [1_000 * offset for offset in offsets]
+    one_by_one, batched, every = Pipeline(config), Pipeline(config), Pipeline(config)
+    expected = []
+    for i, (event, ts, offset) in enumerate(zip(events, timestamps, offsets)):
+        outcome = one_by_one.take(event, ts, 3, offset)
+        expected.append((i, outcome))
+    got, got_every, start = [], [], 0
+    for size in [1, 7, 50, 3, 250, 1000]:  # batches of every size, the last one short
+        chunk = slice(start, start + size)
+        for i, outcome in batched.take_batch(events[chunk], timestamps[chunk], offsets[chunk], 3):
+            got.append((start + i, outcome))
+        for i, outcome in every.take_batch(events[chunk], timestamps[chunk], offsets[chunk], 3, every=True):
+            got_every.append((start + i, outcome))
+        start += size
+    acted_on = [(i, o) for i, o in expected if o.invalid is not None or o.decisions or o.served is not None]
+    assert len(acted_on) > 10 and any(o.decisions for _, o in acted_on) and any(o.invalid for _, o in acted_on)
+    assert got == acted_on
+    skipped = [i for i, o in expected if o.skipped]
+    assert len(skipped) == 30
+    assert [(i, o) for i, o in got_every if i not in skipped] == [(i, o) for i, o in expected if i not in skipped]
+    for p in (batched, every):
+        assert p.summary() == one_by_one.summary()
+        assert p.partitions == one_by_one.partitions
+        assert {k: s.offsets for k, s in p.slots.items()} == {k: s.offsets for k, s in one_by_one.slots.items()}
+        assert [k for k, _, _ in p.take_checkpoints()] == [k for k, _, _ in one_by_one.take_checkpoints()]
+        one_by_one._dirty_keys.update(one_by_one.slots)  # taken by the line above; put back for the next one
+        one_by_one._dirty_partitions.update(one_by_one.partitions)
+    probe = events[-1].x
+    assert batched.slot("odd").champion.model.predict_proba_one(probe) == one_by_one.slot("odd").champion.model.predict_proba_one(probe)
