@@ -51,8 +51,10 @@ log = logging.getLogger(__name__)
 PIPE_BYTES = 1 << 20  # several batches fit, so the fetch process writes them while the worker learns
 # Most messages in one batch sent. A small batch is still in the CPU's caches when the
 # worker learns from it, right after unpickling it; one of 2,000 is not, which costs
-# the worker about a twentieth of its rate on a logreg pair.
-SEND_RECORDS = 250
+# the worker about a twentieth of its rate on a logreg pair. Side by side on that pair,
+# batches of 64, 125, 250 and 500 gave the worker 0.775, 0.787, 0.754 and 0.748 of the
+# bare loop's rate (medians of 4-9 runs).
+SEND_RECORDS = 125
 
 
 class Fetcher:
