@@ -196,6 +196,7 @@ class Pipeline:
         if part is None:
             part = self.partitions[partition] = PartitionState()
         slots, dirty_keys, general = self.slots, self._dirty_keys, self.record_predictions
+        taken_before = part.events
         results: list[tuple[int, Outcome]] = []
         for i, event in enumerate(events):
             offset = offsets[i]
@@ -207,23 +208,24 @@ class Pipeline:
                 key = event.key
                 slot = slots.get(key) or self.slot(key)
                 if offset < slot.offsets.get(partition, 0):
-                    continue  # skipped: the key has taken it in already
-                slot.offsets[partition] = offset + 1
-                dirty_keys.add(key)
-                version = slot.champion.label
-                try:
-                    ts = timestamps[i] if event.ts is None else event.ts
-                    decisions = slot.learn(event.x, event.y, ts, event.source, event.session, event.numeric)
-                except InvalidEvent as err:
-                    part.invalid += 1
-                    outcome = Outcome(invalid=err.reason)
+                    outcome = _SKIPPED  # the key has taken it in already (restored from a newer state)
                 else:
-                    if not (decisions or every):
-                        continue
-                    outcome = Outcome(event, decisions, None, version)
+                    slot.offsets[partition] = offset + 1
+                    dirty_keys.add(key)
+                    version = slot.champion.label
+                    try:
+                        ts = timestamps[i] if event.ts is None else event.ts
+                        decisions = slot.learn(event.x, event.y, ts, event.source, event.session, event.numeric)
+                    except InvalidEvent as err:
+                        part.invalid += 1
+                        outcome = Outcome(invalid=err.reason)
+                    else:
+                        if not (decisions or every):
+                            continue
+                        outcome = Outcome(event, decisions, None, version)
             if every or outcome.invalid is not None or outcome.decisions or outcome.served is not None:
                 results.append((i, outcome))
-        if events:
+        if part.events != taken_before:
             self._dirty_partitions.add(partition)
         return results
 
