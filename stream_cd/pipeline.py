@@ -182,7 +182,9 @@ class Pipeline:
         handles each; return ``(index, outcome)`` of those that led to something (a
         rejection, decisions or a served prediction), or of all of them with ``every``.
 
-        Labeled events in order, the bulk of any stream, take a path of their own here.
+        Runs of labeled events of one key in order, the bulk of any stream, go to their slot
+        together (:meth:`ModelSlot.learn_many`); everything else, and everything when
+        ``every`` or predictions are recorded, goes through :meth:`take`.
 
         >>> p = Pipeline(PipelineConfig(model="logreg", drift="none", version_every=2))
         >>> events = [decode_event(b'{"x": {"f": 1.0}, "y": true}'), InvalidEvent("x is missing"),
@@ -195,39 +197,61 @@ class Pipeline:
         part = self.partitions.get(partition)
         if part is None:
             part = self.partitions[partition] = PartitionState()
-        slots, dirty_keys, general = self.slots, self._dirty_keys, self.record_predictions
         taken_before = part.events
         results: list[tuple[int, Outcome]] = []
-        for i, event in enumerate(events):
-            offset = offsets[i]
-            if general or type(event) is not Event or event.y is None or offset < part.next_offset:
-                outcome = self.take(event, timestamps[i], partition, offset)
-            else:  # take -> _at_offset -> _serve, for a labeled event in order
-                part.next_offset = offset + 1
-                part.events += 1
-                key = event.key
-                slot = slots.get(key) or self.slot(key)
-                if offset < slot.offsets.get(partition, 0):
-                    outcome = _SKIPPED  # the key has taken it in already (restored from a newer state)
-                else:
-                    slot.offsets[partition] = offset + 1
-                    dirty_keys.add(key)
-                    version = slot.champion.label
-                    try:
-                        ts = timestamps[i] if event.ts is None else event.ts
-                        decisions = slot.learn(event.x, event.y, ts, event.source, event.session, event.numeric)
-                    except InvalidEvent as err:
-                        part.invalid += 1
-                        outcome = Outcome(invalid=err.reason)
-                    else:
-                        if not (decisions or every):
-                            continue
-                        outcome = Outcome(event, decisions, None, version)
-            if every or outcome.invalid is not None or outcome.decisions or outcome.served is not None:
-                results.append((i, outcome))
+        i, n = 0, len(events)
+        while i < n:
+            event = events[i]
+            general = every or self.record_predictions or type(event) is not Event or event.y is None
+            if general or offsets[i] < part.next_offset:
+                outcome = self.take(event, timestamps[i], partition, offsets[i])
+                if every or outcome.invalid is not None or outcome.decisions or outcome.served is not None:
+                    results.append((i, outcome))
+                i += 1
+                continue
+            j = i + 1  # a run of labeled events of one key, in order
+            while j < n and type(later := events[j]) is Event and later.y is not None and later.key == event.key:
+                if offsets[j] <= offsets[j - 1]:
+                    break
+                j += 1
+            self._take_run(events, timestamps, offsets, i, j, part, partition, results)
+            i = j
         if part.events != taken_before:
             self._dirty_partitions.add(partition)
         return results
+
+    def _take_run(
+        self,
+        events: Sequence[Event | InvalidEvent],
+        timestamps: Sequence[int],
+        offsets: Sequence[int],
+        start: int,
+        end: int,
+        part: PartitionState,
+        partition: int,
+        results: list[tuple[int, Outcome]],
+    ) -> None:
+        """``events[start:end]``: labeled events of one key at offsets from the partition's
+        position on, handed to its slot together (:meth:`ModelSlot.learn_many`)."""
+        key = events[start].key  # type: ignore[union-attr]
+        slot = self.slots.get(key) or self.slot(key)
+        part.next_offset = offsets[end - 1] + 1
+        part.events += end - start
+        known = slot.offsets.get(partition, 0)
+        first = start
+        while first < end and offsets[first] < known:
+            first += 1  # skipped: the key, restored from a newer state, has taken it in already
+        if first == end:
+            return
+        slot.offsets[partition] = offsets[end - 1] + 1
+        self._dirty_keys.add(key)
+        for r, version, result in slot.learn_many(events[first:end], timestamps[first:end]):  # type: ignore[arg-type]
+            i = first + r
+            if isinstance(result, InvalidEvent):
+                part.invalid += 1
+                results.append((i, Outcome(invalid=result.reason)))
+            else:
+                results.append((i, Outcome(events[i], result, None, version)))  # type: ignore[arg-type]
 
     def _replayed(self, event: Event | InvalidEvent, ts: int, partition: int, offset: int) -> Outcome:
         """A message before the partition's position: only a key restored from an older state takes it."""

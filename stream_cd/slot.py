@@ -17,6 +17,7 @@ the decisions that event caused.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from stream_cd.comparator import PairedComparator, make_comparator
@@ -24,6 +25,7 @@ from stream_cd.config import PipelineConfig
 from stream_cd.decisions import Decision
 from stream_cd.drift import RisingLossDetector
 from stream_cd.errors import InvalidEvent
+from stream_cd.events import Event
 from stream_cd.guard import RangeGuard, SourceCap
 from stream_cd.sessions import LogitResidual, MeanShift, SessionStore, top_class
 from stream_cd.specs import ModelSpec
@@ -302,6 +304,139 @@ class ModelSlot:
         if every is not None and self.learned % every == 0:
             decisions = [*decisions, self._version_checkpoint(ts)]
         return decisions
+
+    def learn_many(
+        self, events: Sequence[Event], timestamps: Sequence[int]
+    ) -> list[tuple[int, str, list[Decision] | InvalidEvent]]:
+        """:meth:`learn` on consecutive labeled events of this key, in turn; ``timestamps[i]``
+        counts for an event without its own ``ts``. Return ``(index, champion version before
+        the event, decisions or the rejection)`` of the events that decided something or were
+        rejected.
+
+        The models', metric's, comparator's and detector's methods are looked up once per
+        stretch of events, and again after every decision, which may swap or replace any of
+        them. Events of a session (when sessions are adapted to), guards, triggers or an
+        unknown task take :meth:`learn` event by event.
+
+        >>> from stream_cd.events import decode_event
+        >>> slot = ModelSlot("k", PipelineConfig(model="logreg", drift="none", version_every=2))
+        >>> events = [decode_event(b'{"x": {"f": 1.0}, "y": true}'), decode_event(b'{"x": {"f": "a"}, "y": true}'),
+        ...           decode_event(b'{"x": {"f": 2.0}, "y": false}')]
+        >>> [(i, version, getattr(out, "reason", None) or out[0].action) for i, version, out in slot.learn_many(events, [0, 0, 0])]
+        [(1, 'v1.0', "feature 'f' is 'a', a string, but earlier events of model key 'k' had a number"), (2, 'v1.0', 'checkpoint')]
+        """
+        results: list[tuple[int, str, list[Decision] | InvalidEvent]] = []
+        start = 0
+        while start < len(events) and self.task is None:  # the first usable label fixes the task
+            start = self._learn_one_of(events, timestamps, start, results)
+        if self.source_cap is not None or self.range_guard is not None or self.triggers:
+            for i in range(start, len(events)):
+                self._learn_one_of(events, timestamps, i, results)
+            return results
+        while start < len(events):
+            if self.sessions is not None and events[start].session is not None:
+                start = self._learn_one_of(events, timestamps, start, results)  # served to its session
+            else:
+                start = self._learn_stretch(events, timestamps, start, results)
+        return results
+
+    def _learn_one_of(self, events: Sequence[Event], timestamps: Sequence[int], i: int, results: list) -> int:
+        event, version = events[i], self.champion.label
+        ts = timestamps[i] if event.ts is None else event.ts
+        try:
+            decisions = self.learn(event.x, event.y, ts, event.source, event.session, event.numeric)
+        except InvalidEvent as err:
+            results.append((i, version, err))
+        else:
+            if decisions:
+                results.append((i, version, decisions))
+        return i + 1
+
+    def _learn_stretch(self, events: Sequence[Event], timestamps: Sequence[int], start: int, results: list) -> int:
+        """Learn from ``events[start:]`` up to and including the first that decides something,
+        or up to an event of a session; return the index after the last event taken."""
+        task, classification = self.task, self.task == "classification"
+        champion, challenger = self.champion, self.challenger
+        c_predict, c_learn = champion.model.predict_one, champion.model.learn_one
+        s_predict = s_learn = compare = None
+        if challenger is not None:
+            s_predict, s_learn = challenger.model.predict_one, challenger.model.learn_one
+            compare = self.comparator.update  # type: ignore[union-attr]
+        detect = None if self.detector is None else self.detector.update
+        metric_update, check_schema = self.metric.update, self.check_schema  # type: ignore[union-attr]
+        every, version = self.config.version_every, champion.label
+        learned = self.learned
+        n_champion = n_challenger = 0
+        last_prediction = self.last_prediction
+        sessions = self.sessions is not None
+        self.served = None
+        try:
+            for i in range(start, len(events)):
+                event = events[i]
+                if sessions and event.session is not None:
+                    return i
+                x = event.x
+                try:
+                    y = check_label(task, event.y)  # type: ignore[arg-type]
+                    check_schema(x, event.numeric)
+                except InvalidEvent as err:
+                    results.append((i, version, err))
+                    continue
+                candidate, doing = champion, "predict"
+                try:  # as in learn: every prediction first, then the learning, champion first
+                    y_pred = last_prediction = c_predict(x)
+                    if challenger is not None:
+                        candidate = challenger
+                        s_pred = s_predict(x)  # type: ignore[misc]
+                    candidate, doing = champion, "learn"
+                    c_learn(x, y)
+                    n_champion += 1
+                    if challenger is not None:
+                        candidate = challenger
+                        s_learn(x, y)  # type: ignore[misc]
+                except Exception as err:  # a model that cannot use this event must not stop the worker
+                    results.append((i, version, candidate.failure(doing, err)))  # type: ignore[union-attr]
+                    continue
+                if y_pred is not None:
+                    metric_update(y, y_pred)
+                learned += 1
+                loss = (0.0 if y_pred == y else 1.0) if classification else loss_of(task, y, y_pred)  # type: ignore[arg-type]
+                verdict = None
+                if challenger is not None:
+                    n_challenger += 1
+                    s_loss = (0.0 if s_pred == y else 1.0) if classification else loss_of(task, y, s_pred)  # type: ignore[arg-type]
+                    verdict = compare(loss, s_loss)  # type: ignore[misc]
+                drifted = verdict is None and detect is not None and detect(loss)
+                if verdict is None and not drifted and (every is None or learned % every):
+                    continue
+                # something is decided: the counts first, as learn() keeps them, then the decisions in its order
+                self._count(learned, n_champion, n_challenger, last_prediction)
+                learned, n_champion, n_challenger = self.learned, 0, 0
+                ts = timestamps[i] if event.ts is None else event.ts
+                decisions: list[Decision] = []
+                if verdict is not None:
+                    decisions.append(self._judge(verdict.action, verdict.evidence, ts))
+                    detector = self.detector  # a promotion starts a new one, which takes this loss
+                    if detector is not None and detector.update(loss):
+                        decisions.append(self._on_drift(ts))
+                elif drifted:
+                    decisions.append(self._on_drift(ts))
+                if every is not None and learned % every == 0:
+                    decisions.append(self._version_checkpoint(ts))
+                results.append((i, version, decisions))
+                return i + 1
+            return len(events)
+        finally:
+            self._count(learned, n_champion, n_challenger, last_prediction)
+
+    def _count(self, learned: int, n_champion: int, n_challenger: int, last_prediction: Any) -> None:
+        """Bring the counts up to a stretch's own (see :meth:`_learn_stretch`)."""
+        self.events_seen += learned - self.learned
+        self.learned = learned
+        self.champion.learned += n_champion
+        if self.challenger is not None:
+            self.challenger.learned += n_challenger
+        self.last_prediction = last_prediction
 
     # -- decisions -----------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import orjson
+import pytest
 from river import datasets, linear_model, preprocessing
 
 from stream_cd.config import PipelineConfig
@@ -137,9 +138,10 @@ def test_a_shadow_that_cannot_learn_an_event_is_named_in_the_rejection() -> None
 
 def _mixed_messages() -> list[tuple[bytes, int]]:
     """Messages of every kind the pipeline meets, with their offsets: two model keys,
-    requests, bad JSON, a feature and a label of the wrong kind, and a stretch of
+    events of sessions, requests, bad JSON, a feature and a label of the wrong kind, and a stretch of
     offsets that comes a second time (a redelivery), which must be skipped."""
-    rows = [orjson.dumps({**e, "key": "even" if i % 2 else "odd"}) for i, e in enumerate(generate("agrawal", 600, seed=5))]
+    rows = [orjson.dumps({**e, "key": "even" if i % 2 else "odd", **({"session": f"u{i % 3}"} if i % 7 == 0 else {})})
+            for i, e in enumerate(generate("agrawal", 600, seed=5))]
     rows[10] = b'{"x": '
     rows[20] = orjson.dumps({"key": "odd", "x": {"salary": "high"}, "y": 1})
     rows[30] = orjson.dumps({"key": "even", "x": {"salary": 1.0}, "y": 0.5})
@@ -189,6 +191,9 @@ def test_take_batch_does_what_take_does_message_by_message() -> None:
         assert p.summary() == one_by_one.summary()
         assert p.partitions == one_by_one.partitions
         assert {k: s.offsets for k, s in p.slots.items()} == {k: s.offsets for k, s in one_by_one.slots.items()}
+        for key, slot in p.slots.items():  # the sessions learned the same events
+            theirs = one_by_one.slots[key].sessions
+            assert {u: slot.sessions.get(u).n for u in list(slot.sessions)} == {u: theirs.get(u).n for u in list(theirs)} != {}
         assert [k for k, _, _ in p.take_checkpoints()] == [k for k, _, _ in one_by_one.take_checkpoints()]
         one_by_one._dirty_keys.update(one_by_one.slots)  # taken by the line above; put back for the next one
         one_by_one._dirty_partitions.update(one_by_one.partitions)
@@ -204,10 +209,60 @@ def test_take_batch_skips_what_a_key_restored_from_a_newer_state_has_taken_in() 
     for p in pipelines:
         p.slot("default").offsets[0] = 10  # its key's state is newer than the partition's
     one_by_one = [pipelines[0].take(e, 0, 0, offset) for offset, e in enumerate(events)]
-    batched = pipelines[1].take_batch(events, [0] * 15, list(range(15)), every=True)
     assert [o.skipped for o in one_by_one] == [True] * 10 + [False] * 5
-    assert batched == list(enumerate(one_by_one))
+    assert pipelines[1].take_batch(events, [0] * 15, list(range(15))) == []
     assert pipelines[1].summary() == pipelines[0].summary() and pipelines[1].summary()["models"]["default"]["learned"] == 5
+    assert pipelines[1].slot("default").offsets == {0: 15} and pipelines[1].partitions[0].next_offset == 15
     pipelines[1].take_checkpoints()
     pipelines[1].take_batch(events[:3], [0] * 3, [0, 1, 2])  # all before the partition's position: nothing changed
     assert pipelines[1].take_checkpoints() == []
+
+
+def _both_ways(config: PipelineConfig, events: list, batch: int = 125) -> tuple[Pipeline, Pipeline, list, list]:
+    """The same events through take() one by one and through take_batch in batches."""
+    one_by_one, batched = Pipeline(config), Pipeline(config)
+    timestamps = [1_000 * i for i in range(len(events))]
+    expected = [(i, one_by_one.take(e, timestamps[i], 0, i)) for i, e in enumerate(events)]
+    expected = [(i, o) for i, o in expected if o.invalid is not None or o.decisions]
+    got = []
+    for start in range(0, len(events), batch):
+        stop = start + batch
+        got += [(start + i, o) for i, o in batched.take_batch(events[start:stop], timestamps[start:stop], list(range(start, min(stop, len(events)))))]
+    assert batched.summary() == one_by_one.summary()
+    for ours, theirs in ((batched.slot("default"), one_by_one.slot("default")),):
+        assert (ours.events_seen, ours.learned, ours.last_prediction) == (theirs.events_seen, theirs.learned, theirs.last_prediction)
+        assert ours.champion.learned == theirs.champion.learned and ours.champion.label == theirs.champion.label
+        assert (ours.challenger and (ours.challenger.learned, ours.challenger.label)) == (
+            theirs.challenger and (theirs.challenger.learned, theirs.challenger.label))
+    return batched, one_by_one, expected, got
+
+
+@pytest.mark.parametrize("on_drift", ["challenge", "reset"])
+def test_take_batch_decides_at_the_same_events_through_drift_and_promotions(on_drift: str) -> None:
+    """One key, so that batches make long runs; every fifth event belongs to a session."""
+    from stream_cd.events import decode_event
+
+    config = PipelineConfig(model="logreg", shadow="hoeffding-tree", drift="adwin", on_drift=on_drift,
+                            min_sample=200, compare_every=100, version_every=1000)
+    events = [decode_event(orjson.dumps({**e, **({"session": f"u{i % 4}"} if i % 5 == 0 else {})}))
+              for i, e in enumerate(generate("agrawal", 8000, seed=3, drift_at=4000))]
+    batched, one_by_one, expected, got = _both_ways(config, events)
+    ours, theirs = batched.slot("default").sessions, one_by_one.slot("default").sessions
+    assert {u: ours.get(u).n for u in list(ours)} == {u: theirs.get(u).n for u in list(theirs)} != {}
+    assert got == expected
+    actions = {d.action for _, o in got for d in o.decisions}
+    assert {"promote", "checkpoint", "retrain" if on_drift == "challenge" else "reset"} <= actions
+    assert batched.slot("default").learned == 8000
+
+
+def test_take_batch_learns_regression_as_take_does() -> None:
+    from river.datasets import synth
+
+    from stream_cd.events import decode_event
+
+    rows = [orjson.dumps({"x": {str(k): v for k, v in x.items()}, "y": y}) for x, y in synth.Friedman(seed=4).take(3000)]
+    rows[100] = orjson.dumps({"x": {"0": 1.0}, "y": True})  # a label of the wrong kind
+    events = [decode_event(r) for r in rows]
+    config = PipelineConfig(model="linreg", shadow="linreg", drift="adwin", min_sample=100, compare_every=50, drop_budget=500)
+    _, _, expected, got = _both_ways(config, events, batch=64)
+    assert got == expected and any(o.invalid for _, o in got) and any(o.decisions for _, o in got)
