@@ -364,6 +364,7 @@ class ModelSlot:
             compare = self.comparator.update  # type: ignore[union-attr]
         detect = None if self.detector is None else self.detector.update
         metric_update, check_schema = self.metric.update, self.check_schema  # type: ignore[union-attr]
+        known_numbers = self._numeric  # features the schema knows as numbers; it grows in check_schema
         every, version = self.config.version_every, champion.label
         learned = self.learned
         n_champion = n_challenger = 0
@@ -375,13 +376,15 @@ class ModelSlot:
                 event = events[i]
                 if sessions and event.session is not None:
                     return i
-                x = event.x
-                try:
-                    y = check_label(task, event.y)  # type: ignore[arg-type]
-                    check_schema(x, event.numeric)
-                except InvalidEvent as err:
-                    results.append((i, version, err))
-                    continue
+                x, y = event.x, event.y
+                if not (event.numeric and known_numbers.issuperset(x)) or type(y) is float or not classification:
+                    try:  # what the two checks do on the common case above, they do here in full
+                        y = check_label(task, y)  # type: ignore[arg-type]
+                        check_schema(x, event.numeric)
+                    except InvalidEvent as err:
+                        results.append((i, version, err))
+                        continue
+                    known_numbers = self._numeric
                 candidate, doing = champion, "predict"
                 try:  # as in learn: every prediction first, then the learning, champion first
                     y_pred = last_prediction = c_predict(x)
