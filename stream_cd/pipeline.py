@@ -184,7 +184,9 @@ class Pipeline:
 
         Runs of labeled events of one key in order, the bulk of any stream, go to their slot
         together (:meth:`ModelSlot.learn_many`); everything else, and everything when
-        ``every`` or predictions are recorded, goes through :meth:`take`.
+        ``every`` or predictions are recorded, goes through :meth:`take`. An exception other
+        than a rejection (a bug, not bad input) can leave a run's positions ahead of what was
+        learned: start over from the last commit then, as a worker that stops does.
 
         >>> p = Pipeline(PipelineConfig(model="logreg", drift="none", version_every=2))
         >>> events = [decode_event(b'{"x": {"f": 1.0}, "y": true}'), InvalidEvent("x is missing"),
@@ -194,6 +196,8 @@ class Pipeline:
         >>> p.take_batch(events, [0, 0, 0], [0, 1, 2]), p.summary()["events"]
         ([], 3)
         """
+        if not events:
+            return []
         part = self.partitions.get(partition)
         if part is None:
             part = self.partitions[partition] = PartitionState()

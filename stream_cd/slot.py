@@ -368,9 +368,8 @@ class ModelSlot:
         every, version = self.config.version_every, champion.label
         learned = self.learned
         n_champion = n_challenger = 0
-        last_prediction = self.last_prediction
+        last_prediction, predicted = self.last_prediction, False
         sessions = self.sessions is not None
-        self.served = None
         try:
             for i in range(start, len(events)):
                 event = events[i]
@@ -388,6 +387,7 @@ class ModelSlot:
                 candidate, doing = champion, "predict"
                 try:  # as in learn: every prediction first, then the learning, champion first
                     y_pred = last_prediction = c_predict(x)
+                    predicted = True
                     if challenger is not None:
                         candidate = challenger
                         s_pred = s_predict(x)  # type: ignore[misc]
@@ -413,7 +413,7 @@ class ModelSlot:
                 if verdict is None and not drifted and (every is None or learned % every):
                     continue
                 # something is decided: the counts first, as learn() keeps them, then the decisions in its order
-                self._count(learned, n_champion, n_challenger, last_prediction)
+                self._count(learned, n_champion, n_challenger, last_prediction, predicted)
                 learned, n_champion, n_challenger = self.learned, 0, 0
                 ts = timestamps[i] if event.ts is None else event.ts
                 decisions: list[Decision] = []
@@ -430,16 +430,18 @@ class ModelSlot:
                 return i + 1
             return len(events)
         finally:
-            self._count(learned, n_champion, n_challenger, last_prediction)
+            self._count(learned, n_champion, n_challenger, last_prediction, predicted)
 
-    def _count(self, learned: int, n_champion: int, n_challenger: int, last_prediction: Any) -> None:
-        """Bring the counts up to a stretch's own (see :meth:`_learn_stretch`)."""
+    def _count(self, learned: int, n_champion: int, n_challenger: int, last_prediction: Any, predicted: bool) -> None:
+        """Bring the counts up to a stretch's own (see :meth:`_learn_stretch`). Without
+        guards, every event learned is also an event seen, so the two move together."""
         self.events_seen += learned - self.learned
         self.learned = learned
         self.champion.learned += n_champion
         if self.challenger is not None:
             self.challenger.learned += n_challenger
-        self.last_prediction = last_prediction
+        if predicted:  # as learn() does for every event whose champion predicted
+            self.last_prediction, self.served = last_prediction, None
 
     # -- decisions -----------------------------------------------------------
 

@@ -180,15 +180,17 @@ class Worker:
         return "batch"
 
     def _process(self, messages) -> None:
-        every = self.on_outcome is not None
-        if isinstance(messages, DecodedBatch):  # decoded by the transport: learn from the events
+        every = self.on_outcome is not None  # then each outcome is handed over as it happens
+        if isinstance(messages, DecodedBatch) and not every:  # decoded by the transport: learn from the events
             batch = messages
-            for i, outcome in self.pipeline.take_batch(batch.events, batch.timestamps, batch.offsets, batch.partition, every):
+            for i, outcome in self.pipeline.take_batch(batch.events, batch.timestamps, batch.offsets, batch.partition):
                 self._emit(batch[i], outcome)
             return
-        process = self.pipeline.process
-        for message in messages:
-            outcome = process(message.value, message.timestamp, message.partition, message.offset)
+        for i, message in enumerate(messages):
+            if isinstance(messages, DecodedBatch):
+                outcome = self.pipeline.take(messages.events[i], message.timestamp, message.partition, message.offset)
+            else:
+                outcome = self.pipeline.process(message.value, message.timestamp, message.partition, message.offset)
             if every or outcome.invalid is not None or outcome.decisions or outcome.served is not None:
                 self._emit(message, outcome)
 

@@ -266,3 +266,20 @@ def test_take_batch_learns_regression_as_take_does() -> None:
     config = PipelineConfig(model="linreg", shadow="linreg", drift="adwin", min_sample=100, compare_every=50, drop_budget=500)
     _, _, expected, got = _both_ways(config, events, batch=64)
     assert got == expected and any(o.invalid for _, o in got) and any(o.decisions for _, o in got)
+
+
+def test_take_batch_keeps_what_was_served_to_a_session_when_the_next_event_is_rejected() -> None:
+    from stream_cd.events import decode_event
+
+    raws = [b'{"x": {"f": 1.0}, "y": true}', b'{"x": {"f": 2.0}, "y": false, "session": "u1"}',
+            b'{"x": {"f": "two"}, "y": true}']
+    events = [decode_event(r) for r in raws]
+    one_by_one, batched = Pipeline(EXACT), Pipeline(EXACT)
+    for i, e in enumerate(events):
+        one_by_one.take(e, 0, 0, i)
+    batched.take_batch(events[:2], [0, 0], [0, 1])
+    assert [o.invalid is not None for _, o in batched.take_batch(events[2:], [0], [2])] == [True]
+    theirs, ours = one_by_one.slot("default"), batched.slot("default")
+    assert theirs.served is not None and ours.served == theirs.served
+    assert ours.last_prediction == theirs.last_prediction
+    assert batched.take_batch([], [], [], partition=4) == [] and 4 not in batched.partitions

@@ -299,3 +299,51 @@ def test_an_outage_and_the_recovery_from_it_do_not_count_as_idle(monkeypatch) ->
     stats = worker.run(idle_exit=25.0, end_of_input_exits=False)
     assert transport.failed and stats.stopped_by == "idle"
     assert pipeline.summary()["models"]["default"]["learned"] == 30  # not given up on before they came
+
+
+def _action_and_place(value: bytes) -> tuple:
+    decision = orjson.loads(value)
+    return decision["action"], decision["trigger"], decision["events_seen"], decision["champion_version"]
+
+
+class _DecodingTransport(EmbeddedTransport):
+    """An embedded transport that hands over decoded batches, as the Kafka transport's fetch process does."""
+
+    def poll(self, max_records, timeout_s):
+        from stream_cd.errors import InvalidEvent
+        from stream_cd.events import decode_event
+        from stream_cd.transport import DecodedBatch
+
+        messages = super().poll(max_records, timeout_s)
+        if not messages:
+            return messages
+        events = []
+        for m in messages:
+            try:
+                events.append(decode_event(m.value))
+            except InvalidEvent as err:
+                events.append(err)
+        columns = [[getattr(m, name) for m in messages] for name in ("offset", "timestamp", "key", "value")]
+        return DecodedBatch(messages[0].topic, messages[0].partition, *columns, events)
+
+
+def test_decoded_batches_are_learned_as_messages_are_and_outcomes_come_as_they_happen() -> None:
+    raws, _ = mixed_stream(300, 40, seed=3)
+    config = PipelineConfig(model="logreg", shadow="logreg", drift="adwin", version_every=50)
+    reference, batched = Pipeline(config), Pipeline(config)
+    plain = EmbeddedTransport(raws)
+    run_worker(plain, reference, Topics(), batch_size=64)
+    decoding = _DecodingTransport(raws)
+    stats = run_worker(decoding, batched, Topics(), batch_size=64)
+    assert batched.summary() == reference.summary() and stats.dead_letters == 40
+    topics = Topics()
+    for name in (topics.dead_letter, topics.decisions):  # the same outputs, in the same order
+        ours = [(m.key, m.headers, m.value if name == topics.dead_letter else _action_and_place(m.value)) for m in decoding.topics[name]]
+        theirs = [(m.key, m.headers, m.value if name == topics.dead_letter else _action_and_place(m.value)) for m in plain.topics[name]]
+        assert ours == theirs and ours
+
+    seen = []  # with an outcome hook, each outcome is handed over right after its event
+    hooked = Pipeline(config)
+    run_worker(_DecodingTransport(raws), hooked, Topics(), batch_size=64,
+               on_outcome=lambda message, outcome: seen.append(hooked.events))
+    assert seen == list(range(1, len(raws) + 1))
