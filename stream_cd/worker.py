@@ -181,16 +181,18 @@ class Worker:
 
     def _process(self, messages) -> None:
         every = self.on_outcome is not None  # then each outcome is handed over as it happens
-        if isinstance(messages, DecodedBatch) and not every:  # decoded by the transport: learn from the events
+        if isinstance(messages, DecodedBatch):  # decoded by the transport: learn from the events
             batch = messages
-            for i, outcome in self.pipeline.take_batch(batch.events, batch.timestamps, batch.offsets, batch.partition):
-                self._emit(batch[i], outcome)
-            return
-        for i, message in enumerate(messages):
-            if isinstance(messages, DecodedBatch):
-                outcome = self.pipeline.take(messages.events[i], message.timestamp, message.partition, message.offset)
-            else:
-                outcome = self.pipeline.process(message.value, message.timestamp, message.partition, message.offset)
+            if not every:
+                for i, outcome in self.pipeline.take_batch(batch.events, batch.timestamps, batch.offsets, batch.partition):
+                    self._emit(batch[i], outcome)
+                return
+            take = self.pipeline.take
+            outcomes = (take(e, t, batch.partition, o) for e, t, o in zip(batch.events, batch.timestamps, batch.offsets))
+        else:
+            process = self.pipeline.process
+            outcomes = (process(m.value, m.timestamp, m.partition, m.offset) for m in messages)
+        for message, outcome in zip(messages, outcomes):
             if every or outcome.invalid is not None or outcome.decisions or outcome.served is not None:
                 self._emit(message, outcome)
 
