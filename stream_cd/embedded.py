@@ -137,7 +137,7 @@ class EmbeddedTransport:
         if self.on_send is not None:
             self.on_send(message)
 
-    def commit(self, checkpoints: Sequence[Checkpoint] = ()) -> None:
+    def commit(self, checkpoints: Sequence[Checkpoint] = (), *, wait: bool = True) -> None:
         if checkpoints and self.store is not None:
             self.store.save(checkpoints)
         self.committed = self.position

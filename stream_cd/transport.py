@@ -103,8 +103,12 @@ class Transport(Protocol):
     def send(self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None = None) -> None:
         """Queue one output message."""
 
-    def commit(self, checkpoints: Sequence[Checkpoint] = ()) -> None:
-        """Make sent messages and ``checkpoints`` durable, then mark everything polled as processed."""
+    def commit(self, checkpoints: Sequence[Checkpoint] = (), *, wait: bool = True) -> None:
+        """Make sent messages and ``checkpoints`` durable, then mark everything polled as processed.
+
+        ``wait=False`` allows returning before the commit has landed: it then lands
+        while the caller goes on, messages sent meanwhile belong to the next commit, and
+        a failure raises :class:`~stream_cd.errors.TransportError` from a later call."""
 
     def rebalance_events(self) -> list[tuple[str, list[int]]]:
         """``("assigned" | "revoked", partitions)`` in the order they happened since the last call."""

@@ -96,6 +96,7 @@ class Worker:
         self.stats = WorkerStats()
         self._uncommitted = 0
         self._failures = 0
+        self._in_flight = False  # a commit handed to the transport without waiting for it
         self._fell_back: set[str] = set()
         self._last_commit = time.monotonic()
 
@@ -167,14 +168,14 @@ class Worker:
             return "rebalanced"  # the batch was fetched before the restore; the seeks fetch it again
         if not messages:
             if self._commit_due():
-                self.commit()
+                self.commit(wait=False)
             return "end" if end_of_input_exits else "idle"
         self._process(messages)
         self.stats.consumed += len(messages)
         self.stats.batches += 1
         self._uncommitted += len(messages)
         if self._commit_due():
-            self.commit()
+            self.commit(wait=False)
         if self.on_batch is not None:
             self.on_batch(len(messages))
         return "batch"
@@ -220,8 +221,12 @@ class Worker:
             return True
         return self._uncommitted > 0 and time.monotonic() - self._last_commit >= self.commit_every_s
 
-    def commit(self) -> None:
+    def commit(self, wait: bool = True) -> None:
         """Outputs, changed state and offsets, in that order (one transaction on Kafka).
+
+        ``wait=False`` lets the transport land the commit while the worker goes on (see
+        :meth:`Transport.commit`); a failure then raises from a later call, and the worker
+        rolls back to the last commit that landed.
 
         The worker goes on with the unpickled copy of each state it checkpoints: pickling
         leaves the original reading its attributes from slow dicts (see
@@ -237,8 +242,10 @@ class Worker:
                     log.warning("%s", err)
                     blob = dump_state(state, self.state_key, key)
                 checkpoints.append(Checkpoint(key, blob, covered))
-        self.transport.commit(checkpoints)
-        self._failures = 0
+        self.transport.commit(checkpoints, wait=wait)
+        if wait or self._in_flight:
+            self._failures = 0  # a commit has landed: this one, or the one before it
+        self._in_flight = not wait
         self.stats.commits += 1
         self.stats.checkpoints_written += len(checkpoints)
         self._uncommitted = 0
@@ -250,6 +257,7 @@ class Worker:
         With state, nothing is lost and nothing repeated; without, the uncommitted messages
         are processed again (at least once). Gives up after ``MAX_FAILURES`` in a row."""
         self._failures += 1
+        self._in_flight = False
         if self._failures > MAX_FAILURES:
             raise TransportError(f"giving up after {MAX_FAILURES} failures in a row; the last: {err}") from err
         log.warning("%s; rolling back to the last commit (failure %d of at most %d in a row)", err, self._failures, MAX_FAILURES)

@@ -252,6 +252,75 @@ def test_a_transport_that_keeps_failing_stops_the_worker_with_a_clear_error() ->
         run_worker(transport, Pipeline(), Topics(), batch_size=5)
 
 
+class _LandsLaterTransport(EmbeddedTransport):
+    """Commits not waited for land at the next poll or commit, as on Kafka; the first
+    ``failures`` of them fail there."""
+
+    def __init__(self, source, failures: int) -> None:
+        super().__init__(source)
+        self.failures = failures
+        self.resets = 0
+        self._flying: tuple[list, int] | None = None
+
+    def commit(self, checkpoints=(), *, wait=True) -> None:
+        self._land()
+        self._flying = (list(checkpoints), self.position)
+        if wait:
+            self._land()
+
+    def _land(self) -> None:
+        if self._flying is None:
+            return
+        (checkpoints, position), self._flying = self._flying, None
+        if self.failures:
+            self.failures -= 1
+            from stream_cd.errors import TransportError
+
+            raise TransportError("commit failed: the broker went away")
+        if checkpoints and self.store is not None:
+            self.store.save(checkpoints)
+        del self._read[: position - self.committed]
+        self.committed = position
+
+    def poll(self, max_records, timeout_s):
+        self._land()
+        return super().poll(max_records, timeout_s)
+
+    def reset(self) -> None:
+        self._flying = None
+        self.resets += 1
+        self.seek(0, self.committed)
+        if self.store is not None:
+            self._events.append(("assigned", [0]))
+
+
+def test_commits_that_fail_after_the_worker_went_on_roll_back_and_repeat_nothing(tmp_path) -> None:
+    from stream_cd.embedded import DirectoryStore
+
+    reference = Pipeline()
+    run_worker(EmbeddedTransport(_MIXED), reference, Topics())
+
+    transport = _LandsLaterTransport(iter(_MIXED), failures=2)
+    transport.store = DirectoryStore(tmp_path)
+    pipeline = Pipeline()
+    run_worker(transport, pipeline, Topics(), batch_size=5, state_key=b"k" * 32, commit_every_events=5)
+    assert transport.resets == 2
+    assert transport.committed == len(_MIXED)
+    assert pipeline.summary() == reference.summary()
+
+
+def test_commits_that_keep_failing_after_the_worker_went_on_stop_it() -> None:
+    import pytest
+
+    from stream_cd.errors import TransportError
+    from stream_cd.worker import MAX_FAILURES
+
+    # one more failure than allowed: each commit started in between must not count as landed
+    transport = _LandsLaterTransport(iter(_MIXED), failures=MAX_FAILURES + 1)
+    with pytest.raises(TransportError, match=f"giving up after {MAX_FAILURES} failures in a row"):
+        run_worker(transport, Pipeline(), Topics(), batch_size=5, commit_every_events=5)
+
+
 class _SlowToFailTransport(EmbeddedTransport):
     """Nothing to read at first; then a commit that fails only after a long wait (a broker
     that went away); after the recovery the messages arrive."""
@@ -270,7 +339,7 @@ class _SlowToFailTransport(EmbeddedTransport):
             return []
         return super().poll(max_records, timeout_s)
 
-    def commit(self, checkpoints=()) -> None:
+    def commit(self, checkpoints=(), *, wait=True) -> None:
         if not self.failed and self.later:
             from stream_cd.errors import TransportError
 
