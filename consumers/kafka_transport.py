@@ -209,11 +209,7 @@ class KafkaTransport:
         consumer that notes it must re-join and never does), hence new ones.
         """
         log.warning("replacing the Kafka clients after a failed commit")
-        self._held = []
-        try:
-            self._land()  # not to leave it running on a producer that is being closed
-        except TransportError as err:
-            log.warning("%s", err)
+        self._land_dropping_held()  # not to leave it running on a producer that is being closed
         if self._fetcher is not None:
             self._fetcher.close()
         for close in (lambda: self.producer.close(timeout=1), lambda: self.consumer.close(autocommit=False, timeout_ms=5_000)):
@@ -355,8 +351,6 @@ class KafkaTransport:
                 offsets = self._offsets() if self._fetcher is not None else None
                 call = _Call(self._commit_at_least_once, pending, offsets)
                 wait = wait or self._fetcher is None
-        except TimeoutError:
-            raise TransportError(f"commit did not finish in {COMMIT_TIMEOUT_S:.0f} s") from None
         except KafkaError as err:
             raise TransportError(f"commit failed: {err}") from err
         self._landing = (call, time.monotonic() + COMMIT_TIMEOUT_S)
@@ -406,6 +400,16 @@ class KafkaTransport:
         for output in held:
             self.send(*output)
 
+    def _land_dropping_held(self) -> None:
+        """For a caller about to drop what is uncommitted: wait for the commit in flight
+        without sending the outputs held meanwhile; its failure is only logged (a failed
+        transaction is still open, and is aborted with the rest)."""
+        self._held = []
+        try:
+            self._land()
+        except TransportError as err:
+            log.warning("%s", err)
+
     def _offsets(self) -> dict[TopicPartition, OffsetAndMetadata]:
         """The next offset of every held partition, to commit."""
         if self._fetcher is None:
@@ -436,11 +440,7 @@ class KafkaTransport:
     def abort(self) -> None:
         """Abort the open transaction, and a commit in flight that failed; if even that
         fails, start over with new clients."""
-        self._held = []
-        try:
-            self._land()
-        except TransportError as err:
-            log.warning("%s; aborting it", err)
+        self._land_dropping_held()
         if not self._in_transaction:
             return
         try:
@@ -480,11 +480,7 @@ class KafkaTransport:
 
     def close(self) -> None:
         """Abort what is uncommitted, leave the group and release the clients; never raises."""
-        self._held = []
-        try:
-            self._land()
-        except TransportError as err:
-            log.warning("%s", err)
+        self._land_dropping_held()
         if self._in_transaction:
             try:
                 _within(10.0, self.producer.abort_transaction)

@@ -33,7 +33,7 @@ from stream_cd.config import PipelineConfig
 from stream_cd.decisions import Decision
 from stream_cd.errors import InvalidEvent, StateError
 from stream_cd.events import Event, decode_event
-from stream_cd.slot import ModelSlot
+from stream_cd.slot import _NO_DECISIONS, ModelSlot
 
 __all__ = ["Outcome", "PartitionState", "Pipeline", "record_key", "model_key_of_record"]
 
@@ -107,7 +107,6 @@ class PartitionState:
     invalid: int = 0
 
 
-_NO_DECISIONS: list[Decision] = []
 _SKIPPED = Outcome(skipped=True)
 
 
