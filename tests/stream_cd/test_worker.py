@@ -191,21 +191,21 @@ def test_model_keys_that_look_like_partition_records_keep_their_own_state(tmp_pa
     assert second.summary()["events"] == 120
 
 
-class _FlakyTransport(EmbeddedTransport):
-    """An embedded transport whose sends fail a given number of times, like a broker going away."""
+class _FailingTransport(EmbeddedTransport):
+    """An embedded transport that fails a given number of times, like a broker going away,
+    and recovers as a rejoin does."""
 
     def __init__(self, source, failures: int) -> None:
         super().__init__(source)
         self.failures = failures
         self.resets = 0
 
-    def send(self, topic, key, value, headers=None) -> None:
+    def _fail_if_due(self, reason: str) -> None:
         if self.failures:
             self.failures -= 1
             from stream_cd.errors import TransportError
 
-            raise TransportError("the broker went away")
-        super().send(topic, key, value, headers)
+            raise TransportError(reason)
 
     def reset(self) -> None:
         """Like a rejoin: uncommitted messages come again, and the partition is assigned anew."""
@@ -215,21 +215,35 @@ class _FlakyTransport(EmbeddedTransport):
             self._events.append(("assigned", [0]))
 
 
+class _FlakyTransport(_FailingTransport):
+    """Its sends fail."""
+
+    def send(self, topic, key, value, headers=None) -> None:
+        self._fail_if_due("the broker went away")
+        super().send(topic, key, value, headers)
+
+
 _MIXED = [b"not json", b'{"x": {"a": 1}, "y": true}', b'{"x": {"a": 2}, "y": false}'] * 10
 
 
-def test_a_failing_send_rolls_back_to_the_last_commit_and_repeats_nothing(tmp_path) -> None:
+def _assert_rolls_back_exactly(transport: _FailingTransport, tmp_path) -> None:
+    """With state, ``transport``'s two failures are rolled back: nothing lost, nothing
+    counted or learned twice."""
     from stream_cd.embedded import DirectoryStore
 
     reference = Pipeline()
     run_worker(EmbeddedTransport(_MIXED), reference, Topics())
 
-    transport = _FlakyTransport(iter(_MIXED), failures=2)
     transport.store = DirectoryStore(tmp_path)
     pipeline = Pipeline()
     run_worker(transport, pipeline, Topics(), batch_size=5, state_key=b"k" * 32, commit_every_events=5)
     assert transport.resets == 2
-    assert pipeline.summary() == reference.summary()  # nothing lost, nothing counted or learned twice
+    assert transport.committed == len(_MIXED)
+    assert pipeline.summary() == reference.summary()
+
+
+def test_a_failing_send_rolls_back_to_the_last_commit_and_repeats_nothing(tmp_path) -> None:
+    _assert_rolls_back_exactly(_FlakyTransport(iter(_MIXED), failures=2), tmp_path)
 
 
 def test_at_least_once_a_failing_send_loses_nothing() -> None:
@@ -252,14 +266,12 @@ def test_a_transport_that_keeps_failing_stops_the_worker_with_a_clear_error() ->
         run_worker(transport, Pipeline(), Topics(), batch_size=5)
 
 
-class _LandsLaterTransport(EmbeddedTransport):
+class _LandsLaterTransport(_FailingTransport):
     """Commits not waited for land at the next poll or commit, as on Kafka; the first
     ``failures`` of them fail there."""
 
     def __init__(self, source, failures: int) -> None:
-        super().__init__(source)
-        self.failures = failures
-        self.resets = 0
+        super().__init__(source, failures)
         self._flying: tuple[list, int] | None = None
 
     def commit(self, checkpoints=(), *, wait=True) -> None:
@@ -272,11 +284,7 @@ class _LandsLaterTransport(EmbeddedTransport):
         if self._flying is None:
             return
         (checkpoints, position), self._flying = self._flying, None
-        if self.failures:
-            self.failures -= 1
-            from stream_cd.errors import TransportError
-
-            raise TransportError("commit failed: the broker went away")
+        self._fail_if_due("commit failed: the broker went away")
         if checkpoints and self.store is not None:
             self.store.save(checkpoints)
         del self._read[: position - self.committed]
@@ -288,25 +296,11 @@ class _LandsLaterTransport(EmbeddedTransport):
 
     def reset(self) -> None:
         self._flying = None
-        self.resets += 1
-        self.seek(0, self.committed)
-        if self.store is not None:
-            self._events.append(("assigned", [0]))
+        super().reset()
 
 
 def test_commits_that_fail_after_the_worker_went_on_roll_back_and_repeat_nothing(tmp_path) -> None:
-    from stream_cd.embedded import DirectoryStore
-
-    reference = Pipeline()
-    run_worker(EmbeddedTransport(_MIXED), reference, Topics())
-
-    transport = _LandsLaterTransport(iter(_MIXED), failures=2)
-    transport.store = DirectoryStore(tmp_path)
-    pipeline = Pipeline()
-    run_worker(transport, pipeline, Topics(), batch_size=5, state_key=b"k" * 32, commit_every_events=5)
-    assert transport.resets == 2
-    assert transport.committed == len(_MIXED)
-    assert pipeline.summary() == reference.summary()
+    _assert_rolls_back_exactly(_LandsLaterTransport(iter(_MIXED), failures=2), tmp_path)
 
 
 def test_commits_that_keep_failing_after_the_worker_went_on_stop_it() -> None:
