@@ -4,13 +4,13 @@ Not part of the test suite; no broker needed::
 
     .venv/bin/python bench/coldstart.py [--warm-users 2000] [--eval-users 3000] [--seed 1]
 
-One stream of ``stream_cd.population`` events (``warm + eval`` users, 30
+One stream of ``stream_cd.simulate.population`` events (``warm + eval`` users, 30
 events each, 200 sessions open at once). A global ``logreg`` (the preset:
 ``StandardScaler | LogisticRegression``) serves and learns every event as in
 production: predict, score, then learn. The sessions of the first
 ``--warm-users`` users train it; the sessions of the next ``--eval-users``
 users are the new sessions measured. For each of them, every candidate
-adaptation method keeps its own :class:`~stream_cd.sessions.SessionStore` and
+adaptation method keeps its own :class:`~stream_cd.serving.sessions.SessionStore` and
 is scored on the same global prediction (the adapters never touch the global
 model, so one global model serves all arms). At the k-th event of a session,
 k = 1..30: accuracy and log loss averaged over the new sessions, and, for the
@@ -43,9 +43,9 @@ from typing import Any
 import numpy as np
 from river import linear_model, optim
 
-from stream_cd.population import simulate_population
-from stream_cd.sessions import ClassCounts, LogitResidual, SessionAdapter, SessionStore, as_proba, top_class
-from stream_cd.specs import ModelSpec
+from stream_cd.simulate.population import simulate_population
+from stream_cd.serving.sessions import ClassCounts, LogitResidual, SessionAdapter, SessionStore, as_proba, top_class
+from stream_cd.learning.specs import ModelSpec
 
 OUT = Path(__file__).resolve().parent / "out"
 CHOSEN = "residual"

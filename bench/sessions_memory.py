@@ -19,7 +19,7 @@ import orjson
 
 from stream_cd.config import PipelineConfig
 from stream_cd.pipeline import Pipeline
-from stream_cd.population import sessions_population
+from stream_cd.simulate.population import sessions_population
 
 
 def rss_mib() -> float:

@@ -7,7 +7,7 @@ Run by hand against a real broker (not part of the test suite)::
     .venv/bin/stream-cd kafka down --dir /tmp/bench-kafka
 
 (i)   Checkpoint size and time per model, for every preset in
-      ``stream_cd.specs.PRESETS``: a ``ModelSlot`` with that preset as champion
+      ``stream_cd.learning.specs.PRESETS``: a ``ModelSlot`` with that preset as champion
       and a shadow of the same spec (drift adwin, the default comparator) is
       trained on ``--train`` events (Agrawal for classifiers, Friedman for
       regressors); then the bytes of ``dump_state(slot)`` (pickle + HMAC-SHA256,
@@ -50,16 +50,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import throughput  # noqa: E402  (bench/throughput.py: the worker runs of (iii))
 
 from consumers.kafka_transport import KafkaTransport  # noqa: E402
-from consumers.worker import checkpoint_topic_spec  # noqa: E402
+from consumers.kafka_worker import checkpoint_topic_spec  # noqa: E402
 from consumers.admin import TopicSpec, ensure_topics  # noqa: E402
 from producers.replay import replay_to_kafka  # noqa: E402
 from stream_cd.config import PipelineConfig  # noqa: E402
-from stream_cd.datasets import generate  # noqa: E402
+from stream_cd.simulate.datasets import generate  # noqa: E402
 from stream_cd.pipeline import Pipeline  # noqa: E402
-from stream_cd.slot import ModelSlot  # noqa: E402
-from stream_cd.specs import PRESETS  # noqa: E402
+from stream_cd.model_key import ModelSlot  # noqa: E402
+from stream_cd.learning.specs import PRESETS  # noqa: E402
 from stream_cd.pipeline import record_key  # noqa: E402
-from stream_cd.state import dump_state, load_state  # noqa: E402
+from stream_cd.state.signing import dump_state, load_state  # noqa: E402
 from stream_cd.transport import Checkpoint, Topics  # noqa: E402
 from stream_cd.worker import DEFAULT_COMMIT_EVENTS, DEFAULT_COMMIT_SECONDS, Worker  # noqa: E402
 

@@ -48,13 +48,13 @@ import orjson
 
 from consumers.admin import TopicSpec, ensure_topics
 from consumers.kafka_transport import KafkaTransport
-from consumers.worker import checkpoint_topic_spec
+from consumers.kafka_worker import checkpoint_topic_spec
 from producers.replay import replay_to_kafka
 from stream_cd.config import PipelineConfig
-from stream_cd.datasets import generate
+from stream_cd.simulate.datasets import generate
 from stream_cd.events import decode_event
 from stream_cd.pipeline import Pipeline
-from stream_cd.specs import ModelSpec
+from stream_cd.learning.specs import ModelSpec
 from stream_cd.transport import Topics
 from stream_cd.worker import DEFAULT_COMMIT_EVENTS, DEFAULT_COMMIT_SECONDS, Worker
 

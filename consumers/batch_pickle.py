@@ -11,7 +11,7 @@ So both ends keep a table of the strings sent so far. The fetch process sends
 each new string once, as it first meets it; from then on a batch refers to the
 worker's copy by its place in the table, which also makes the batch smaller.
 The worker's copies are interned (``sys.intern``), as are the strings of
-restored model state (:mod:`stream_cd.pickling`): a model restored from a
+restored model state (:mod:`stream_cd.state.pickling`): a model restored from a
 checkpoint holds the very names the batches bring.
 
 >>> from stream_cd.events import decode_event

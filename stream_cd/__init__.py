@@ -14,7 +14,7 @@ from stream_cd.decisions import Decision
 from stream_cd.errors import ConfigError, InvalidEvent, StreamCDError
 from stream_cd.events import Event, decode_event
 from stream_cd.pipeline import Pipeline
-from stream_cd.triggers import TriggerSettings
+from stream_cd.learning.triggers import TriggerSettings
 
 __all__ = [
     "ConfigError",
@@ -33,11 +33,11 @@ __version__ = "0.1.0"
 
 
 def subscribe_decisions(bootstrap: str, topic: str = "stream-cd.decisions", **options: Any) -> Iterator[dict[str, Any]]:
-    """Iterate over decisions on the control topic (see ``consumers.decisions.subscribe_decisions``).
+    """Iterate over decisions on the control topic (see ``consumers.subscribe.subscribe_decisions``).
 
     Options: ``from_beginning``, ``follow``, ``max_decisions``, ``key``. Kafka is
     imported only when this is called.
     """
-    from consumers.decisions import subscribe_decisions as subscribe
+    from consumers.subscribe import subscribe_decisions as subscribe
 
     return subscribe(bootstrap, topic, **options)

@@ -21,9 +21,9 @@ from typing import Any
 
 from stream_cd.errors import ConfigError
 from stream_cd.events import DEFAULT_MAX_EVENT_BYTES
-from stream_cd.specs import ModelSpec
-from stream_cd.tasks import TASKS
-from stream_cd.triggers import TriggerSettings
+from stream_cd.learning.specs import ModelSpec
+from stream_cd.learning.tasks import TASKS
+from stream_cd.learning.triggers import TriggerSettings
 
 __all__ = ["PipelineConfig"]
 

@@ -2,7 +2,7 @@
 
 Transport-free: the worker loop hands it each message's bytes with its
 partition and offset, and takes back an :class:`Outcome`. One
-:class:`~stream_cd.slot.ModelSlot` per model key; one :class:`PartitionState`
+:class:`~stream_cd.model_key.ModelSlot` per model key; one :class:`PartitionState`
 per source partition, with the partition's counts and next offset.
 
 Offsets make processing idempotent: a message at an offset a model key (or
@@ -33,7 +33,7 @@ from stream_cd.config import PipelineConfig
 from stream_cd.decisions import Decision
 from stream_cd.errors import InvalidEvent, StateError
 from stream_cd.events import Event, decode_event
-from stream_cd.slot import _NO_DECISIONS, ModelSlot
+from stream_cd.model_key import _NO_DECISIONS, ModelSlot
 
 __all__ = ["Outcome", "PartitionState", "Pipeline", "record_key", "model_key_of_record"]
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from stream_cd.decisions import Decision
 from stream_cd.errors import StateError, TransportError
 from stream_cd.pipeline import Outcome, Pipeline, model_key_of_record, record_key
-from stream_cd.state import dump_state, dump_state_and_copy, load_state
+from stream_cd.state.signing import dump_state, dump_state_and_copy, load_state
 from stream_cd.transport import DEAD_LETTER_ORIGIN, DEAD_LETTER_REASON, Checkpoint, DecodedBatch, Message, Topics, Transport
 
 __all__ = ["WorkerStats", "Worker", "run_worker", "DEFAULT_COMMIT_EVENTS", "DEFAULT_COMMIT_SECONDS"]
@@ -230,7 +230,7 @@ class Worker:
 
         The worker goes on with the unpickled copy of each state it checkpoints: pickling
         leaves the original reading its attributes from slow dicts (see
-        :mod:`stream_cd.pickling`), and the copy is the same state.
+        :mod:`stream_cd.state.pickling`), and the copy is the same state.
         """
         checkpoints: list[Checkpoint] = []
         if self.state_key is not None:

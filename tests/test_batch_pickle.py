@@ -8,7 +8,7 @@ import random
 import orjson
 
 from consumers.batch_pickle import BatchPickler, BatchUnpickler
-from stream_cd import pickling
+from stream_cd.state import pickling
 from stream_cd.errors import InvalidEvent
 from stream_cd.events import Event, decode_event
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from stream_cd.config import PipelineConfig
-from stream_cd.specs import PRESETS
-from stream_cd.triggers import TriggerSettings
+from stream_cd.learning.specs import PRESETS
+from stream_cd.learning.triggers import TriggerSettings
 
 __all__ = ["add_model_flags", "add_topic_flags", "config_from_args", "positive_int", "positive_float"]
 

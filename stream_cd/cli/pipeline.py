@@ -18,7 +18,7 @@ import orjson
 from stream_cd.cli.options import add_model_flags, add_topic_flags, config_from_args, positive_float, positive_int
 from stream_cd.decisions import Decision
 from stream_cd.report import decision_line, summary_json, summary_table
-from stream_cd.state import STATE_KEY_ENV, state_key_from_env
+from stream_cd.state.signing import STATE_KEY_ENV, state_key_from_env
 from stream_cd.transport import Topics
 from stream_cd.worker import DEFAULT_COMMIT_EVENTS, DEFAULT_COMMIT_SECONDS
 
@@ -117,7 +117,7 @@ def _worker(args: argparse.Namespace) -> int:
     pipeline = Pipeline(config_from_args(args), record_predictions=bool(args.predictions or args.publish_predictions))
     topics = Topics(args.topic_prefix, args.topic or "")
     group = args.group or f"{args.topic_prefix}.workers"
-    from consumers.worker import run_kafka_worker
+    from consumers.kafka_worker import run_kafka_worker
 
     with _stop_on_signals() as stop, _prediction_sinks(args) as write_file:
         stats = run_kafka_worker(
@@ -271,7 +271,7 @@ def _register_decisions(commands: argparse._SubParsersAction) -> None:
 
 
 def _decisions(args: argparse.Namespace) -> int:
-    from consumers.decisions import subscribe_decisions
+    from consumers.subscribe import subscribe_decisions
 
     with _stop_on_signals() as stop:
         for decision in subscribe_decisions(
@@ -291,7 +291,7 @@ def _decisions(args: argparse.Namespace) -> int:
 
 
 def _register_generate(commands: argparse._SubParsersAction) -> None:
-    from stream_cd.datasets import GENERATORS
+    from stream_cd.simulate.datasets import GENERATORS
 
     p = commands.add_parser(
         "generate",
@@ -312,10 +312,10 @@ def _register_generate(commands: argparse._SubParsersAction) -> None:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from stream_cd.datasets import generate
+    from stream_cd.simulate.datasets import generate
 
     if args.name == "sessions":
-        from stream_cd.population import sessions_population
+        from stream_cd.simulate.population import sessions_population
 
         events = sessions_population(args.n_users, args.events_per_session, args.seed, key=args.key)
     else:

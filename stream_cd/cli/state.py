@@ -10,7 +10,7 @@ import orjson
 
 from stream_cd.errors import StateError
 from stream_cd.pipeline import model_key_of_record
-from stream_cd.state import STATE_KEY_ENV, load_state, state_key_from_env
+from stream_cd.state.signing import STATE_KEY_ENV, load_state, state_key_from_env
 from stream_cd.transport import Topics
 
 __all__ = ["register", "describe_checkpoint"]

@@ -18,9 +18,9 @@ from kafka import KafkaAdminClient, KafkaProducer
 from consumers.admin import TopicSpec, ensure_topics
 from consumers.checkpoints import PARTITIONS_HEADER, read_checkpoints
 from stream_cd import subscribe_decisions
-from stream_cd.datasets import generate
+from stream_cd.simulate.datasets import generate
 from stream_cd.pipeline import model_key_of_record
-from stream_cd.state import load_state
+from stream_cd.state.signing import load_state
 from tests.kafka.pipeline_helpers import cli, finish, finish_with_counts, produce, start_worker
 
 pytestmark = pytest.mark.kafka

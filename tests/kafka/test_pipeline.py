@@ -12,11 +12,11 @@ from river import datasets, evaluate, linear_model, metrics, preprocessing
 
 from consumers.admin import TopicSpec, ensure_topics
 from stream_cd import subscribe_decisions
-from stream_cd.datasets import generate
+from stream_cd.simulate.datasets import generate
 from stream_cd.transport import DEAD_LETTER_ORIGIN, DEAD_LETTER_REASON
 from consumers.checkpoints import read_checkpoints
 from stream_cd.pipeline import model_key_of_record
-from stream_cd.state import load_state
+from stream_cd.state.signing import load_state
 from tests.kafka.pipeline_helpers import (
     REPO,
     TEST_STATE_KEY,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from stream_cd.population import sessions_population
+from stream_cd.simulate.population import sessions_population
 from tests.kafka.pipeline_helpers import finish, produce, read_topic, start_worker
 
 pytestmark = pytest.mark.kafka

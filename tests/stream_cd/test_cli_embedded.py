@@ -13,7 +13,7 @@ import pytest
 from river import datasets, evaluate, linear_model, metrics, preprocessing
 
 from stream_cd.cli import build_parser, main
-from stream_cd.datasets import generate
+from stream_cd.simulate.datasets import generate
 
 
 def stream_cd(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -7,7 +7,7 @@ import random
 import pytest
 from scipy import stats
 
-from stream_cd.comparator import McNemarComparator, PairedTTestComparator, make_comparator
+from stream_cd.evaluation.paired import McNemarComparator, PairedTTestComparator, make_comparator
 
 
 def bernoulli_pairs(rng: random.Random, n: int, p_champion: float, p_challenger: float) -> list[tuple[float, float]]:

@@ -8,8 +8,8 @@ import pytest
 
 from stream_cd.config import PipelineConfig
 from stream_cd.errors import ConfigError
-from stream_cd.specs import PRESETS, ModelSpec
-from stream_cd.triggers import TriggerSettings
+from stream_cd.learning.specs import PRESETS, ModelSpec
+from stream_cd.learning.triggers import TriggerSettings
 
 
 def test_defaults() -> None:
@@ -91,7 +91,7 @@ def test_unknown_preset_lists_the_presets() -> None:
         ("no_such_module_xyz:Model", "cannot import module 'no_such_module_xyz'"),
         ("river.linear_model:NoSuchModel", "has no 'NoSuchModel'"),
         ("river.linear_model:LogisticRegression.nope", "has no 'LogisticRegression.nope'"),
-        ("stream_cd.specs:__all__", "is not callable"),
+        ("stream_cd.learning.specs:__all__", "is not callable"),
     ],
 )
 def test_bad_import_paths_are_config_errors(text: str, words: str) -> None:
@@ -109,7 +109,7 @@ def test_a_factory_that_builds_no_model_is_a_config_error() -> None:
 def test_user_factory_spec_works_end_to_end() -> None:
     from river import linear_model
 
-    from stream_cd.slot import ModelSlot
+    from stream_cd.model_key import ModelSlot
 
     spec = ModelSpec.parse("river.linear_model:LogisticRegression")
     assert spec.task is None

@@ -10,9 +10,9 @@ import pytest
 from river import datasets
 
 from stream_cd.config import PipelineConfig
-from stream_cd.datasets import generate
-from stream_cd.slot import ModelSlot
-from stream_cd.specs import PRESETS, ModelSpec
+from stream_cd.simulate.datasets import generate
+from stream_cd.model_key import ModelSlot
+from stream_cd.learning.specs import PRESETS, ModelSpec
 
 PRESET_NAMES = sorted(PRESETS)
 

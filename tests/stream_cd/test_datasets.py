@@ -9,7 +9,7 @@ import pytest
 from river import datasets
 from river.datasets import synth
 
-from stream_cd.datasets import GENERATORS, START_TS, STEP_MS, generate
+from stream_cd.simulate.datasets import GENERATORS, START_TS, STEP_MS, generate
 from stream_cd.errors import ConfigError
 from stream_cd.events import decode_event
 

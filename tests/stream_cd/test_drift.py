@@ -7,7 +7,7 @@ import random
 import pytest
 from river import drift
 
-from stream_cd.drift import RisingLossDetector
+from stream_cd.learning.drift import RisingLossDetector
 
 
 def step_stream(seed: int, before: float, after: float, n: int = 3000) -> list[float]:

@@ -7,7 +7,7 @@ import pytest
 
 from stream_cd.errors import InvalidEvent, StreamCDError
 from stream_cd.events import DEFAULT_KEY, DEFAULT_MAX_EVENT_BYTES, Event, decode_event, encode_event
-from stream_cd.tasks import check_label, infer_task, loss_of
+from stream_cd.learning.tasks import check_label, infer_task, loss_of
 
 
 def reason_of(raw: bytes, **kwargs) -> str:

@@ -8,7 +8,7 @@ import random
 from river.datasets import synth
 
 from stream_cd.config import PipelineConfig
-from stream_cd.slot import ModelSlot
+from stream_cd.model_key import ModelSlot
 
 
 def _stream(seed: int, n: int, poisoned: bool):

@@ -1,4 +1,4 @@
-"""State pickled by stream_cd.pickling comes back equal, with its attributes kept inline."""
+"""State pickled by stream_cd.state.pickling comes back equal, with its attributes kept inline."""
 
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ import pytest
 from river import datasets, preprocessing
 
 from stream_cd.config import PipelineConfig
-from stream_cd.datasets import generate
+from stream_cd.simulate.datasets import generate
 from stream_cd.embedded import DirectoryStore, EmbeddedTransport
 from stream_cd.errors import StateError
-from stream_cd.pickling import dumps, loads
+from stream_cd.state.pickling import dumps, loads
 from stream_cd.pipeline import Pipeline
-from stream_cd.slot import ModelSlot
-from stream_cd.state import load_state, seal
+from stream_cd.model_key import ModelSlot
+from stream_cd.state.signing import load_state, seal
 from stream_cd.transport import Topics
 from stream_cd.worker import run_worker
 

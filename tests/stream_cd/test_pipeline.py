@@ -7,7 +7,7 @@ import pytest
 from river import datasets, linear_model, preprocessing
 
 from stream_cd.config import PipelineConfig
-from stream_cd.datasets import generate
+from stream_cd.simulate.datasets import generate
 from stream_cd.pipeline import Pipeline
 
 EXACT = PipelineConfig(model="logreg", drift="none")
@@ -94,7 +94,7 @@ def test_an_event_the_model_rejects_leaves_the_model_unchanged() -> None:
 
 
 def test_event_ts_wins_over_the_message_time() -> None:
-    from stream_cd.triggers import TriggerSettings
+    from stream_cd.learning.triggers import TriggerSettings
 
     p = Pipeline(PipelineConfig(model="logreg", drift="none", triggers=TriggerSettings(every_s=1)))
     p.process(b'{"x": {"f": 1}, "y": true, "ts": 1000}', ts=999_999)

@@ -9,7 +9,7 @@ import pytest
 
 from stream_cd.errors import ConfigError
 from stream_cd.events import decode_event
-from stream_cd.population import sessions_population, simulate_population
+from stream_cd.simulate.population import sessions_population, simulate_population
 
 import orjson
 

@@ -8,9 +8,9 @@ import pickle
 
 import pytest
 
-from stream_cd.population import sessions_population
-from stream_cd.sessions import ClassCounts, LogitResidual, MeanShift, SessionStore, top_class
-from stream_cd.specs import ModelSpec
+from stream_cd.simulate.population import sessions_population
+from stream_cd.serving.sessions import ClassCounts, LogitResidual, MeanShift, SessionStore, top_class
+from stream_cd.learning.specs import ModelSpec
 
 G = {False: 0.7, True: 0.3}
 X = {"f": 1.0, "colour": "red"}

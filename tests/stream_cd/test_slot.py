@@ -8,13 +8,13 @@ import pytest
 from river import datasets, evaluate, linear_model, metrics, preprocessing
 
 from stream_cd.config import PipelineConfig
-from stream_cd.datasets import generate
+from stream_cd.simulate.datasets import generate
 from stream_cd.decisions import ACTIONS, TRIGGERS, Decision
 from stream_cd.errors import ConfigError, InvalidEvent
 from stream_cd.pipeline import Pipeline
-from stream_cd.slot import ModelSlot
-from stream_cd.triggers import TriggerSettings
-from stream_cd.versions import Version
+from stream_cd.model_key import ModelSlot
+from stream_cd.learning.triggers import TriggerSettings
+from stream_cd.learning.versions import Version
 
 EXACT = PipelineConfig(model="logreg", shadow="none", drift="none")
 
@@ -279,7 +279,7 @@ def test_time_trigger_uses_event_time() -> None:
 
 
 def generate_ts(i: int) -> int:
-    from stream_cd.datasets import START_TS, STEP_MS
+    from stream_cd.simulate.datasets import START_TS, STEP_MS
 
     return START_TS + i * STEP_MS
 

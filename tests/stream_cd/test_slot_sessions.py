@@ -4,8 +4,8 @@ neither the global champion nor other sessions."""
 from __future__ import annotations
 
 from stream_cd.config import PipelineConfig
-from stream_cd.population import sessions_population
-from stream_cd.slot import ModelSlot
+from stream_cd.simulate.population import sessions_population
+from stream_cd.model_key import ModelSlot
 
 EVENTS = list(sessions_population(200, 30, seed=8))
 PROBE = [e["x"] for e in sessions_population(20, 5, seed=9)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from stream_cd.errors import ConfigError
-from stream_cd.triggers import PerformanceTrigger, TimeTrigger, TriggerSettings, VolumeTrigger, build_triggers
+from stream_cd.learning.triggers import PerformanceTrigger, TimeTrigger, TriggerSettings, VolumeTrigger, build_triggers
 
 
 def test_time_trigger_fires_every_period_of_event_time() -> None:

@@ -8,11 +8,11 @@ import threading
 import orjson
 
 from stream_cd.config import PipelineConfig
-from stream_cd.datasets import generate
+from stream_cd.simulate.datasets import generate
 from stream_cd.embedded import EmbeddedTransport
 from stream_cd.pipeline import Pipeline
 from stream_cd.transport import DEAD_LETTER_ORIGIN, DEAD_LETTER_REASON, Topics
-from stream_cd.triggers import TriggerSettings
+from stream_cd.learning.triggers import TriggerSettings
 from stream_cd.worker import run_worker
 
 # One malformed message of every kind in issue 3, item 1, with a word its reason must contain.
@@ -146,7 +146,7 @@ def test_a_key_whose_only_checkpoint_is_tampered_starts_afresh_and_says_so(tmp_p
 def _sea_events(n: int) -> list[bytes]:
     import orjson
 
-    from stream_cd.datasets import generate
+    from stream_cd.simulate.datasets import generate
 
     return [orjson.dumps(e) for e in generate("sea", n, seed=21)]
 

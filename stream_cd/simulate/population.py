@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from stream_cd.datasets import START_TS, STEP_MS
+from stream_cd.simulate.datasets import START_TS, STEP_MS
 from stream_cd.errors import ConfigError
 
 __all__ = ["sessions_population", "simulate_population", "Truth", "GLOBAL_WEIGHTS", "GLOBAL_GENRES"]

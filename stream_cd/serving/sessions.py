@@ -28,7 +28,7 @@ Adapters (one per session, a few hundred bytes each):
 session starts fresh. It pickles, so it goes into the model key's checkpoint.
 
 How the method was chosen (``bench/coldstart.py``: simulated population of
-:mod:`stream_cd.population`, 3,000 new sessions after 2,000 warm-up users, a
+:mod:`stream_cd.simulate.population`, 3,000 new sessions after 2,000 warm-up users, a
 global ``logreg`` learning every event). Accuracy at the 1st / 5th / 10th /
 30th event of a new session:
 

@@ -20,18 +20,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from stream_cd.comparator import PairedComparator, make_comparator
+from stream_cd.evaluation.paired import PairedComparator, make_comparator
 from stream_cd.config import PipelineConfig
 from stream_cd.decisions import Decision
-from stream_cd.drift import RisingLossDetector
+from stream_cd.learning.drift import RisingLossDetector
 from stream_cd.errors import InvalidEvent
 from stream_cd.events import Event
-from stream_cd.guard import RangeGuard, SourceCap
-from stream_cd.sessions import LogitResidual, MeanShift, SessionStore, top_class
-from stream_cd.specs import ModelSpec
-from stream_cd.tasks import Task, check_label, infer_task, loss_of, make_metric
-from stream_cd.triggers import Trigger, build_triggers
-from stream_cd.versions import Version, VersionBook
+from stream_cd.learning.guard import RangeGuard, SourceCap
+from stream_cd.serving.sessions import LogitResidual, MeanShift, SessionStore, top_class
+from stream_cd.learning.specs import ModelSpec
+from stream_cd.learning.tasks import Task, check_label, infer_task, loss_of, make_metric
+from stream_cd.learning.triggers import Trigger, build_triggers
+from stream_cd.learning.versions import Version, VersionBook
 
 __all__ = ["Candidate", "ModelSlot"]
 

@@ -34,7 +34,7 @@ import hmac
 import os
 from typing import Any
 
-from stream_cd import pickling
+from stream_cd.state import pickling
 from stream_cd.errors import StateError
 
 __all__ = ["STATE_KEY_ENV", "state_key_from_env", "seal", "open_sealed", "dump_state", "dump_state_and_copy", "load_state"]
@@ -86,14 +86,14 @@ def open_sealed(blob: bytes | None, key: bytes, what: str, context: bytes = b"")
 
 
 def dump_state(obj: Any, key: bytes, record: str = "") -> bytes:
-    """Pickle (so that it unpickles as fast as it was: :mod:`stream_cd.pickling`) and seal,
+    """Pickle (so that it unpickles as fast as it was: :mod:`stream_cd.state.pickling`) and seal,
     bound to the store key ``record``."""
     return seal(pickling.dumps(obj), key, record.encode())
 
 
 def dump_state_and_copy(obj: Any, key: bytes, record: str, what: str) -> tuple[bytes, Any]:
     """What :func:`dump_state` gives, and the copy of ``obj`` it unpickles to, from one
-    pickling (a worker goes on with the copy: :mod:`stream_cd.pickling`). Raises
+    pickling (a worker goes on with the copy: :mod:`stream_cd.state.pickling`). Raises
     :class:`StateError` when the pickle cannot be read back."""
     payload = pickling.dumps(obj)
     return seal(payload, key, record.encode()), _unpickle(payload, what)
