@@ -45,7 +45,7 @@ def main() -> None:
         event = {**event, "session": f"s{i}", "ts": 1_732_600_000_000 + i}
         pipeline.process(orjson.dumps(event), ts=event["ts"], offset=i)
         if (i + 1) % step == 0:
-            stats = pipeline.slots["default"].sessions.stats()
+            stats = pipeline.models["default"].sessions.stats()
             rate = (i + 1) / (time.perf_counter() - started)
             print(f"{i + 1:>9} {stats['sessions']:>9} {stats['evicted']:>9} {rss_mib():>8.1f} {rate:>9.0f}", flush=True)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -7,7 +7,7 @@ Run by hand against a real broker (not part of the test suite)::
     .venv/bin/stream-cd kafka down --dir /tmp/bench-kafka
 
 (i)   Checkpoint size and time per model, for every preset in
-      ``stream_cd.learning.specs.PRESETS``: a ``ModelSlot`` with that preset as champion
+      ``stream_cd.learning.specs.PRESETS``: a ``ModelKey`` with that preset as champion
       and a shadow of the same spec (drift adwin, the default comparator) is
       trained on ``--train`` events (Agrawal for classifiers, Friedman for
       regressors); then the bytes of ``dump_state(slot)`` (pickle + HMAC-SHA256,
@@ -56,7 +56,7 @@ from producers.replay import replay_to_kafka  # noqa: E402
 from stream_cd.config import PipelineConfig  # noqa: E402
 from stream_cd.simulate.datasets import generate  # noqa: E402
 from stream_cd.pipeline import Pipeline  # noqa: E402
-from stream_cd.model_key import ModelSlot  # noqa: E402
+from stream_cd.model_key import ModelKey  # noqa: E402
 from stream_cd.learning.specs import PRESETS  # noqa: E402
 from stream_cd.pipeline import record_key  # noqa: E402
 from stream_cd.state.signing import dump_state, load_state  # noqa: E402
@@ -91,7 +91,7 @@ def preset_costs(train: int, seed: int, repeat: int) -> dict:
     results: dict = {}
     for name, (_, task) in PRESETS.items():
         data = streams.setdefault(task, _stream(task, train, seed))
-        slot = ModelSlot("default", PipelineConfig(model=name, shadow=name, drift="adwin", drop_budget=train + 1))
+        slot = ModelKey("default", PipelineConfig(model=name, shadow=name, drift="adwin", drop_budget=train + 1))
         start = perf_counter()
         for i, (x, y) in enumerate(data):
             slot.learn(x, y, ts=i)
@@ -118,12 +118,12 @@ def preset_costs(train: int, seed: int, repeat: int) -> dict:
 
 # -- (ii) restore of many keys from the broker ----------------------------------------
 
-def small_slots(keys: int, events_per_key: int, partitions: int, seed: int) -> list[ModelSlot]:
+def small_slots(keys: int, events_per_key: int, partitions: int, seed: int) -> list[ModelKey]:
     data = _stream("classification", events_per_key, seed)
     config = PipelineConfig(model="logreg", shadow="none", drift="adwin")
     slots = []
     for i in range(keys):
-        slot = ModelSlot(f"user-{i:05d}", config)
+        slot = ModelKey(f"user-{i:05d}", config)
         for j, (x, y) in enumerate(data):
             slot.learn(x, y, ts=j)
         slot.offsets = {i % partitions: (i // partitions + 1) * events_per_key}
@@ -131,7 +131,7 @@ def small_slots(keys: int, events_per_key: int, partitions: int, seed: int) -> l
     return slots
 
 
-def commit_checkpoints(bootstrap: str, topics: Topics, slots: list[ModelSlot], transactional_id: str) -> dict:
+def commit_checkpoints(bootstrap: str, topics: Topics, slots: list[ModelKey], transactional_id: str) -> dict:
     """One transaction holding a signed checkpoint of every slot, as a worker's commit writes it."""
     transport = KafkaTransport(bootstrap, topics.events, f"{transactional_id}-group",
                                checkpoints_topic=topics.checkpoints, transactional_id=transactional_id)

@@ -6,7 +6,7 @@
 >>> PipelineConfig.from_mapping({"modle": "logreg"})
 Traceback (most recent call last):
 ...
-stream_cd.errors.ConfigError: unknown configuration key 'modle'; known keys: alpha, compare_every, drift, drift_delta, drop_budget, max_event_bytes, max_sessions, min_sample, model, on_drift, range_guard, range_warmup, session_adaptation, session_ttl_s, shadow, source_cap, source_window, task, triggers, version_every, window
+stream_cd.errors.ConfigError: unknown configuration key 'modle'; known keys: alpha, drift, drift_delta, drop_budget, feedback_default, feedback_ttl_s, max_event_bytes, max_pending, max_sessions, min_sample, model, on_drift, range_guard, range_warmup, report_every, session_adaptation, session_ttl_s, shadow, source_cap, source_window, task, triggers, version_every
 >>> PipelineConfig(alpha=1.5)
 Traceback (most recent call last):
 ...
@@ -46,9 +46,11 @@ class PipelineConfig:
         ``challenge``: the retrain becomes the challenger; ``reset``: it replaces the champion at once.
     drift_delta
         ADWIN's delta.
-    alpha, min_sample, window, compare_every, drop_budget
-        Comparator: significance level, pairs before the first test, sliding window,
-        pairs between tests, pairs after which a challenger that is not better is dropped.
+    alpha, min_sample, drop_budget, report_every
+        Shadow experiment (:mod:`stream_cd.evaluation.paired`): the anytime-valid test's
+        level (the probability of ever promoting a challenger that is not better), pairs
+        before it may decide, pairs after which a challenger not shown better is dropped
+        (None: never), pairs between the ``keep`` decisions that report on it.
     triggers
         Time, performance and volume triggers.
     version_every
@@ -65,6 +67,11 @@ class PipelineConfig:
         default; it only acts on events that carry a session), at most ``max_sessions`` per
         model key (least recently active evicted), a session idle ``session_ttl_s`` seconds of
         event time starting fresh.
+    max_pending, feedback_ttl_s, feedback_default
+        Delayed feedback (:mod:`stream_cd.serving.exposures`): requests waiting for their
+        feedback per model key, and their age in event-time seconds (None: no limit),
+        before they expire; the label an expired request is learned with (None: it is
+        only counted).
     max_event_bytes
         Larger messages are invalid.
     """
@@ -77,9 +84,8 @@ class PipelineConfig:
     drift_delta: float = 0.002
     alpha: float = 0.01
     min_sample: int = 1000
-    window: int = 5000
-    compare_every: int = 500
-    drop_budget: int = 20000
+    drop_budget: int | None = 50_000
+    report_every: int = 5000
     triggers: TriggerSettings = field(default_factory=TriggerSettings)
     version_every: int | None = 10_000
     source_cap: float | None = None
@@ -89,6 +95,9 @@ class PipelineConfig:
     session_adaptation: bool = True
     max_sessions: int = 10_000
     session_ttl_s: float | None = 1800.0
+    max_pending: int = 100_000
+    feedback_ttl_s: float | None = 86_400.0
+    feedback_default: bool | int | float | str | None = None
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
 
     def __post_init__(self) -> None:
@@ -102,7 +111,7 @@ class PipelineConfig:
             raise ConfigError(f"alpha {self.alpha} must lie strictly between 0 and 1")
         if not 0 < self.drift_delta < 1:
             raise ConfigError(f"drift_delta {self.drift_delta} must lie strictly between 0 and 1")
-        for name in ("min_sample", "window", "compare_every", "drop_budget", "max_event_bytes",
+        for name in ("min_sample", "drop_budget", "report_every", "max_event_bytes", "max_pending",
                      "source_window", "range_warmup", "version_every", "max_sessions"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{name} {getattr(self, name)} must be at least 1")
@@ -112,8 +121,18 @@ class PipelineConfig:
             raise ConfigError(f"session_ttl_s {self.session_ttl_s} must be positive (or None for no TTL)")
         if self.range_guard is not None and not self.range_guard > 0:
             raise ConfigError(f"range_guard {self.range_guard} must be positive")
-        if self.window < self.min_sample:
-            raise ConfigError(f"window {self.window} is smaller than min_sample {self.min_sample}; make it at least as large")
+        if self.feedback_ttl_s is not None and not self.feedback_ttl_s > 0:
+            raise ConfigError(f"feedback_ttl_s {self.feedback_ttl_s} must be positive (or None for no TTL)")
+        if self.feedback_default is not None and type(self.feedback_default) not in (bool, int, float, str):
+            raise ConfigError(f"feedback_default {self.feedback_default!r} must be a label: a boolean, number or string")
+        if self.drop_budget is not None and self.drop_budget < self.min_sample:
+            raise ConfigError(f"drop_budget {self.drop_budget} is smaller than min_sample {self.min_sample}: "
+                              "a challenger would be dropped before it could be promoted; make it at least as large")
+        every = self.triggers.volume_every
+        if every is not None and every < self.min_sample:
+            raise ConfigError(f"volume trigger every {every} events is fewer than min_sample {self.min_sample}: each "
+                              "retrain would replace the challenger before its test could decide; make it at least "
+                              "min_sample, or lower min_sample")
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "PipelineConfig":

@@ -5,13 +5,18 @@ An event is one JSON object (see the design notes)::
     {"key": "default", "id": "e1", "ts": 1732600000000,
      "x": {"feature": 1.5, "colour": "red"}, "y": true}
 
-``y`` absent means a prediction request. Feature values are finite numbers,
+``y`` absent means a prediction request; ``x`` absent and ``y`` present is the
+*feedback* for the earlier request with that ``id`` (the label that came later:
+a click, a purchase, a fraud report). Feature values are finite numbers,
 strings or booleans. Anything else raises :class:`~stream_cd.errors.InvalidEvent`
 with a reason; the worker sends such messages to the dead-letter topic.
 
 >>> ev = decode_event(b'{"key": "shop", "x": {"a": 1.5, "c": "red"}, "y": true}')
 >>> ev.key, ev.x, ev.y, ev.labeled
 ('shop', {'a': 1.5, 'c': 'red'}, True, True)
+>>> fb = decode_event(b'{"key": "shop", "id": "r1", "y": false}')
+>>> fb.feedback, fb.x, fb.y
+(True, None, False)
 >>> decode_event(b'{"x": {"a": [1, 2]}}')
 Traceback (most recent call last):
 ...
@@ -41,10 +46,11 @@ _JSON_TYPE = {dict: "an object", list: "a list", type(None): "null", str: "a str
 
 @dataclass(slots=True)
 class Event:
-    """A decoded, valid event. ``y`` is None for a prediction request."""
+    """A decoded, valid event. ``y`` is None for a prediction request; ``x`` is None
+    for the feedback of an earlier request (then ``id`` names it)."""
 
     key: str
-    x: dict[str, float | str | bool]
+    x: dict[str, float | str | bool] | None
     y: Any = None
     id: str | None = None
     ts: int | None = None
@@ -60,6 +66,11 @@ class Event:
         return Event, (self.key, self.x, self.y, self.id, self.ts, self.session, self.source, self.numeric)
 
     @property
+    def feedback(self) -> bool:
+        """Whether the event is the label of an earlier request (no features of its own)."""
+        return self.x is None
+
+    @property
     def labeled(self) -> bool:
         """Whether the event carries a label (and so is learned from)."""
         return self.y is not None
@@ -71,7 +82,8 @@ class Event:
             value = getattr(self, name)
             if value is not None:
                 out[name] = value
-        out["x"] = self.x
+        if self.x is not None:
+            out["x"] = self.x
         if self.y is not None:
             out["y"] = self.y
         return out
@@ -135,7 +147,8 @@ def decode_event(raw: bytes, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Event:
 
     Raises :class:`InvalidEvent` naming what is wrong: oversized or undecodable
     bytes, a value that is not an object, a missing or non-object ``x``, a
-    nested, null or non-finite feature, a label that is not a scalar, or a key,
+    nested, null or non-finite feature, a label that is not a scalar, a
+    feedback (no ``x``, a ``y``) without the ``id`` of its request, or a key,
     id, session or source of the wrong type.
 
     >>> decode_event(b'[1]')
@@ -150,6 +163,10 @@ def decode_event(raw: bytes, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Event:
     Traceback (most recent call last):
     ...
     stream_cd.errors.InvalidEvent: not valid JSON: number is infinity when parsed as double: line 1 column 13 (char 12)
+    >>> decode_event(b'{"y": true}')
+    Traceback (most recent call last):
+    ...
+    stream_cd.errors.InvalidEvent: feedback (y without x) needs the id of its request; this event has no id
     """
     if raw is None:
         raise InvalidEvent("message has no value")
@@ -169,15 +186,20 @@ def decode_event(raw: bytes, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Event:
     if ts is not None and (type(ts) is not int or ts < 0):
         raise InvalidEvent(f"ts is {ts!r}; it must be epoch milliseconds as a whole number")
     x = get("x", _MISSING)
-    numeric = type(x) is dict and _NUMBERS.issuperset(map(type, x.values()))
-    if not numeric and (type(x) is not dict or not _SCALARS.issuperset(map(type, x.values()))):
-        x = _check_features(x)  # names the first bad feature
     y = get("y")
     if y is not None and type(y) not in _SCALARS:
         y = _check_label(y)
     ident, session, source = get("id"), get("session"), get("source")
     if ident is not None and type(ident) is not str:
         ident = _optional_str(obj, "id")
+    if x is _MISSING and y is not None:  # feedback for an earlier request
+        if ident is None:
+            raise InvalidEvent("feedback (y without x) needs the id of its request; this event has no id")
+        x, numeric = None, False
+    else:
+        numeric = type(x) is dict and _NUMBERS.issuperset(map(type, x.values()))
+        if not numeric and (type(x) is not dict or not _SCALARS.issuperset(map(type, x.values()))):
+            x = _check_features(x)  # names the first bad feature
     if session is None or session == "":
         session = get("user")
     if session is not None and type(session) is not str:

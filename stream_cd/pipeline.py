@@ -26,6 +26,7 @@ True
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from itertools import repeat
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +34,7 @@ from stream_cd.config import PipelineConfig
 from stream_cd.decisions import Decision
 from stream_cd.errors import InvalidEvent, StateError
 from stream_cd.events import Event, decode_event
-from stream_cd.model_key import _NO_DECISIONS, ModelSlot
+from stream_cd.model_key import ModelKey
 
 __all__ = ["Outcome", "PartitionState", "Pipeline", "record_key", "model_key_of_record"]
 
@@ -73,31 +74,6 @@ class Outcome:
     served: dict[str, Any] | None = None  # the served-prediction record, when asked for
 
 
-def served_record(event: Event, slot: ModelSlot, version: str, ts: int) -> dict[str, Any] | None:
-    """What was served for an event, as one line of the predictions log.
-
-    ``p`` is the served probability of the served class (classification), ``p_global``
-    the champion's own, and ``session_events`` how much feedback the session had shown.
-    """
-    served = slot.served
-    if served is None and event.y is None and slot.task is None:
-        return None
-    record: dict[str, Any] = {"id": event.id, "model_key": event.key, "session": event.session, "version": version, "ts": ts}
-    if served is None:
-        record["prediction"] = slot.last_prediction
-    else:
-        global_pred, adapted, n = served
-        if isinstance(adapted, dict):
-            top = max(adapted, key=adapted.__getitem__) if adapted else None
-            record.update(prediction=top, p=adapted.get(top), p_global=global_pred.get(top))
-        else:
-            record.update(prediction=adapted, p_global=global_pred)
-        record["session_events"] = n
-    if event.y is not None:
-        record["y"] = event.y
-    return record
-
-
 @dataclass
 class PartitionState:
     """Counts of one source partition and the next offset it will take in."""
@@ -108,27 +84,28 @@ class PartitionState:
 
 
 _SKIPPED = Outcome(skipped=True)
+_NOTHING = Outcome()  # shared, never changed: a labeled event that decided nothing
 
 
 class Pipeline:
-    """Validates events and routes them to their model key's slot."""
+    """Validates events and routes them to their model key."""
 
     def __init__(self, config: PipelineConfig | None = None, record_predictions: bool = False) -> None:
         self.config = config or PipelineConfig()
         self.record_predictions = record_predictions
-        self.slots: dict[str, ModelSlot] = {}
+        self.models: dict[str, ModelKey] = {}
         self.partitions: dict[int, PartitionState] = {}
         self._dirty_keys: set[str] = set()
         self._dirty_partitions: set[int] = set()
 
     # -- processing ------------------------------------------------------------
 
-    def slot(self, key: str) -> ModelSlot:
-        """The slot of a model key, created on its first event."""
-        slot = self.slots.get(key)
-        if slot is None:
-            slot = self.slots[key] = ModelSlot(key, self.config)
-        return slot
+    def model(self, key: str) -> ModelKey:
+        """The state of a model key, created on its first event."""
+        model = self.models.get(key)
+        if model is None:
+            model = self.models[key] = ModelKey(key, self.config)
+        return model
 
     def process(self, raw: bytes | None, ts: int, partition: int = 0, offset: int | None = None) -> Outcome:
         """Handle one message; ``ts`` is the message time, used when the event has none.
@@ -147,8 +124,10 @@ class Pipeline:
         >>> p = Pipeline(PipelineConfig(model="logreg", drift="none"))
         >>> p.take(InvalidEvent("x is missing"), ts=0, offset=0).invalid
         'x is missing'
-        >>> p.take(decode_event(b'{"x": {"f": 1.0}, "y": true}'), ts=0, offset=1).version
-        'v1.0'
+        >>> p.take(decode_event(b'{"x": {"f": 1.0}, "y": true}'), ts=0, offset=1).decisions
+        []
+        >>> p.take(decode_event(b'{"id": "r9", "y": true}'), ts=0, offset=2).invalid
+        "feedback for request 'r9': no such request is waiting for feedback (never served here, or its id is wrong)"
         """
         part = self.partitions.get(partition)
         if part is None:
@@ -164,7 +143,7 @@ class Pipeline:
             part.invalid += 1
             return Outcome(invalid=event.reason)
         try:
-            return self._at_offset(self.slot(event.key), event, ts, partition, offset)  # type: ignore[union-attr,arg-type]
+            return self._at_offset(self.models.get(event.key) or self.model(event.key), event, ts, partition, offset)  # type: ignore[union-attr,arg-type]
         except InvalidEvent as err:
             part.invalid += 1
             return Outcome(invalid=err.reason)
@@ -177,15 +156,9 @@ class Pipeline:
         partition: int = 0,
         every: bool = False,
     ) -> list[tuple[int, Outcome]]:
-        """Handle consecutive messages of one partition, decoded elsewhere, as :meth:`take`
-        handles each; return ``(index, outcome)`` of those that led to something (a
-        rejection, decisions or a served prediction), or of all of them with ``every``.
-
-        Runs of labeled events of one key in order, the bulk of any stream, go to their slot
-        together (:meth:`ModelSlot.learn_many`); everything else, and everything when
-        ``every`` or predictions are recorded, goes through :meth:`take`. An exception other
-        than a rejection (a bug, not bad input) can leave a run's positions ahead of what was
-        learned: start over from the last commit then, as a worker that stops does.
+        """:meth:`take` on consecutive messages of one partition, decoded elsewhere; return
+        ``(index, outcome)`` of those that led to something (a rejection, decisions or a
+        served prediction), or of all of them with ``every``.
 
         >>> p = Pipeline(PipelineConfig(model="logreg", drift="none", version_every=2))
         >>> events = [decode_event(b'{"x": {"f": 1.0}, "y": true}'), InvalidEvent("x is missing"),
@@ -195,104 +168,63 @@ class Pipeline:
         >>> p.take_batch(events, [0, 0, 0], [0, 1, 2]), p.summary()["events"]
         ([], 3)
         """
-        if not events:
-            return []
-        part = self.partitions.get(partition)
-        if part is None:
-            part = self.partitions[partition] = PartitionState()
-        taken_before = part.events
+        take = self.take
         results: list[tuple[int, Outcome]] = []
-        i, n = 0, len(events)
-        while i < n:
-            event = events[i]
-            general = every or self.record_predictions or type(event) is not Event or event.y is None
-            if general or offsets[i] < part.next_offset:
-                outcome = self.take(event, timestamps[i], partition, offsets[i])
-                if every or outcome.invalid is not None or outcome.decisions or outcome.served is not None:
-                    results.append((i, outcome))
-                i += 1
-                continue
-            j = i + 1  # a run of labeled events of one key, in order
-            while j < n and type(later := events[j]) is Event and later.y is not None and later.key == event.key:
-                if offsets[j] <= offsets[j - 1]:
-                    break
-                j += 1
-            self._take_run(events, timestamps, offsets, i, j, part, partition, results)
-            i = j
-        if part.events != taken_before:
-            self._dirty_partitions.add(partition)
+        for i, outcome in enumerate(map(take, events, timestamps, repeat(partition), offsets)):
+            if every or outcome.invalid is not None or outcome.decisions or outcome.served is not None:
+                results.append((i, outcome))
         return results
-
-    def _take_run(
-        self,
-        events: Sequence[Event | InvalidEvent],
-        timestamps: Sequence[int],
-        offsets: Sequence[int],
-        start: int,
-        end: int,
-        part: PartitionState,
-        partition: int,
-        results: list[tuple[int, Outcome]],
-    ) -> None:
-        """``events[start:end]``: labeled events of one key at offsets from the partition's
-        position on, handed to its slot together (:meth:`ModelSlot.learn_many`)."""
-        key = events[start].key  # type: ignore[union-attr]
-        slot = self.slots.get(key) or self.slot(key)
-        part.next_offset = offsets[end - 1] + 1
-        part.events += end - start
-        known = slot.offsets.get(partition, 0)
-        first = start
-        while first < end and offsets[first] < known:
-            first += 1  # skipped: the key, restored from a newer state, has taken it in already
-        if first == end:
-            return
-        slot.offsets[partition] = offsets[end - 1] + 1
-        self._dirty_keys.add(key)
-        for r, version, result in slot.learn_many(events[first:end], timestamps[first:end]):  # type: ignore[arg-type]
-            i = first + r
-            if isinstance(result, InvalidEvent):
-                part.invalid += 1
-                results.append((i, Outcome(invalid=result.reason)))
-            else:
-                results.append((i, Outcome(events[i], result, None, version)))  # type: ignore[arg-type]
 
     def _replayed(self, event: Event | InvalidEvent, ts: int, partition: int, offset: int) -> Outcome:
         """A message before the partition's position: only a key restored from an older state takes it."""
         if type(event) is InvalidEvent:
             return _SKIPPED
-        slot = self.slots.get(event.key)  # type: ignore[union-attr]
-        if slot is None:
+        model = self.models.get(event.key)  # type: ignore[union-attr]
+        if model is None:
             return _SKIPPED
         try:
-            return self._at_offset(slot, event, ts, partition, offset)  # type: ignore[arg-type]
+            return self._at_offset(model, event, ts, partition, offset)  # type: ignore[arg-type]
         except InvalidEvent:
             return _SKIPPED
 
-    def _at_offset(self, slot: ModelSlot, event: Event, ts: int, partition: int, offset: int) -> Outcome:
+    def _at_offset(self, model: ModelKey, event: Event, ts: int, partition: int, offset: int) -> Outcome:
         """Serve the event unless its model key has already taken in this offset."""
-        if offset < slot.offsets.get(partition, 0):
+        offsets = model.offsets
+        if offset < offsets.get(partition, 0):
             return _SKIPPED
-        slot.offsets[partition] = offset + 1
-        return self._serve(slot, event, ts)
+        offsets[partition] = offset + 1
+        model.position = (partition, offset)
+        return self._handle(model, event, ts)
 
     def handle(self, event: Event, ts: int) -> Outcome:
         """Learn from (or serve) an already decoded event that comes from no partition."""
-        return self._serve(self.slot(event.key), event, ts)
+        model = self.model(event.key)
+        model.position = None
+        return self._handle(model, event, ts)
 
-    def _serve(self, slot: ModelSlot, event: Event, ts: int) -> Outcome:
+    def _handle(self, model: ModelKey, event: Event, ts: int) -> Outcome:
+        """The event's verb: a labeled event is learned, a request served, a feedback joined."""
         self._dirty_keys.add(event.key)
         if event.ts is not None:
             ts = event.ts
-        version = slot.champion_version
+        version = model.champion.label
         if event.y is None:
-            prediction = slot.predict(event.x, event.session, ts, event.numeric)
-            outcome = Outcome(event, _NO_DECISIONS, prediction, version)
+            exposure, decisions = model.serve(event.x, ts, event.id, event.session, event.source, event.numeric)  # type: ignore[arg-type]
+            outcome = Outcome(event, decisions, exposure.served, version)
+            if self.record_predictions:
+                outcome.served = model.served_record(exposure, event.id, ts)
+            return outcome
+        if event.x is None:
+            decisions = model.feedback(event.id, event.y, ts)  # type: ignore[arg-type]
         else:
-            decisions = slot.learn(event.x, event.y, ts, event.source, event.session, event.numeric)
-            outcome = Outcome(event, decisions, None, version)
-        if self.record_predictions:
-            outcome.served = served_record(event, slot, version, ts)
-        return outcome
+            decisions = model.learn(event.x, event.y, ts, event.source, event.session, event.numeric)
+            if self.record_predictions and model.last_served is not None:
+                outcome = Outcome(event, decisions, None, version)
+                outcome.served = record = model.served_record(model.last_served, event.id, ts)
+                record["y"] = event.y
+                model.last_served = None
+                return outcome
+        return Outcome(event, decisions, None, version) if decisions else _NOTHING
 
     # -- state -------------------------------------------------------------------
 
@@ -300,9 +232,9 @@ class Pipeline:
         """The state records changed since the last call, as (store key, state, source
         partitions it covers); the changes are then forgotten."""
         records: list[tuple[str, Any, tuple[int, ...]]] = [
-            (record_key(key), self.slots[key], tuple(sorted(self.slots[key].offsets)))
+            (record_key(key), self.models[key], tuple(sorted(self.models[key].offsets)))
             for key in sorted(self._dirty_keys)
-            if key in self.slots
+            if key in self.models
         ]
         records += [(record_key(partition=p), self.partitions[p], (p,)) for p in sorted(self._dirty_partitions)]
         self._dirty_keys.clear()
@@ -312,8 +244,8 @@ class Pipeline:
     def restore(self, key: str, state: Any) -> None:
         """Put back a state record read from a checkpoint under its store key."""
         model_key = model_key_of_record(key)
-        if model_key is not None and isinstance(state, ModelSlot) and state.key == model_key:
-            self.slots[model_key] = state
+        if model_key is not None and isinstance(state, ModelKey) and state.key == model_key:
+            self.models[model_key] = state
         elif key.startswith(_PARTITION_PREFIX) and isinstance(state, PartitionState):
             self.partitions[int(key[len(_PARTITION_PREFIX) :])] = state
         else:
@@ -321,7 +253,7 @@ class Pipeline:
 
     def reset(self) -> None:
         """Forget all state (it is restored from the last checkpoints)."""
-        self.slots.clear()
+        self.models.clear()
         self.partitions.clear()
         self._dirty_keys.clear()
         self._dirty_partitions.clear()
@@ -330,8 +262,8 @@ class Pipeline:
         """Take in again messages already processed (an at-least-once redelivery)."""
         for state in self.partitions.values():
             state.next_offset = 0
-        for slot in self.slots.values():
-            slot.offsets.clear()
+        for model in self.models.values():
+            model.offsets.clear()
 
     def release(self, partitions: Iterable[int]) -> list[str]:
         """Forget the state of partitions given up, and of the keys that came only through them."""
@@ -339,9 +271,9 @@ class Pipeline:
         for p in gone:
             self.partitions.pop(p, None)
             self._dirty_partitions.discard(p)
-        dropped = [key for key, slot in self.slots.items() if slot.offsets and set(slot.offsets) <= gone]
+        dropped = [key for key, model in self.models.items() if model.offsets and set(model.offsets) <= gone]
         for key in dropped:
-            del self.slots[key]
+            del self.models[key]
             self._dirty_keys.discard(key)
         return dropped
 
@@ -360,5 +292,5 @@ class Pipeline:
         return {
             "events": self.events,
             "invalid": self.invalid,
-            "models": {key: slot.summary() for key, slot in sorted(self.slots.items())},
+            "models": {key: model.summary() for key, model in sorted(self.models.items())},
         }

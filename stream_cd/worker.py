@@ -295,7 +295,7 @@ class Worker:
         self._resume(self.transport.assignment())
 
     def _resume(self, partitions: list[int]) -> None:
-        held = set(self.pipeline.partitions) | {p for s in self.pipeline.slots.values() for p in s.offsets}
+        held = set(self.pipeline.partitions) | {p for s in self.pipeline.models.values() for p in s.offsets}
         fresh = [p for p in partitions if p not in held] if self.state_key is not None else []
         positions = self._restore_committed(fresh) if fresh else {}
         for partition in partitions:
@@ -366,7 +366,7 @@ class Worker:
             if state is not None:
                 positions[p] = state.next_offset
         for key in behind:
-            slot = pipeline.slots.get(model_key_of_record(key) or "")
+            slot = pipeline.models.get(model_key_of_record(key) or "")
             for p, offset in getattr(slot, "offsets", {}).items():
                 if p in positions and offset < positions[p]:
                     positions[p] = offset

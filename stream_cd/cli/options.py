@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+import orjson
+
 from stream_cd.config import PipelineConfig
 from stream_cd.learning.specs import PRESETS
 from stream_cd.learning.triggers import TriggerSettings
@@ -31,6 +33,32 @@ def positive_float(text: str) -> float:
     return value
 
 
+def probability(text: str) -> float:
+    value = positive_float(text)
+    if not value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must lie strictly between 0 and 1")
+    return value
+
+
+def budget(text: str) -> int | None:
+    return None if text.lower() == "none" else positive_int(text)
+
+
+def ttl(text: str) -> float | None:
+    return None if text.lower() == "none" else positive_float(text)
+
+
+def label(text: str) -> bool | int | float | str:
+    """A label given on the command line: a JSON scalar, else the text itself as a class."""
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text
+    if type(value) not in (bool, int, float, str):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a label: give a boolean, a number or a string")
+    return value
+
+
 def add_model_flags(parser: argparse.ArgumentParser) -> None:
     presets = ", ".join(sorted(PRESETS))
     g = parser.add_argument_group("models")
@@ -46,13 +74,23 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
     d.add_argument("--on-drift", default="challenge", choices=("challenge", "reset"),
                    help="challenge: a fresh retrain becomes the shadow challenger; reset: it replaces the champion (default: challenge)")
     d.add_argument("--drift-delta", type=positive_float, default=0.002, metavar="D", help="ADWIN delta (default: 0.002)")
-    c = parser.add_argument_group("comparator")
-    c.add_argument("--alpha", type=positive_float, default=0.01, help="significance level for a promotion (default: 0.01)")
-    c.add_argument("--min-sample", type=positive_int, default=1000, metavar="N", help="paired events before the first test (default: 1000)")
-    c.add_argument("--window", type=positive_int, default=5000, metavar="N", help="sliding window of paired events (default: 5000)")
-    c.add_argument("--compare-every", type=positive_int, default=500, metavar="N", help="paired events between tests (default: 500)")
-    c.add_argument("--drop-budget", type=positive_int, default=20000, metavar="N",
-                   help="drop a challenger not better after this many paired events (default: 20000)")
+    c = parser.add_argument_group("shadow experiment (an anytime-valid sequential test from the challenger's birth)")
+    c.add_argument("--alpha", type=probability, default=0.01,
+                   help="the probability of ever promoting a challenger that is not better (default: 0.01)")
+    c.add_argument("--min-sample", type=positive_int, default=1000, metavar="N",
+                   help="paired events before the test may promote or drop (default: 1000)")
+    c.add_argument("--drop-budget", type=budget, default=50_000, metavar="N|none",
+                   help="drop a challenger not shown better after this many paired events (default: 50000)")
+    c.add_argument("--report-every", type=positive_int, default=5000, metavar="N",
+                   help="paired events between the keep decisions that report the test's evidence (default: 5000)")
+    f = parser.add_argument_group("delayed feedback (a request waits for the feedback event with its id)")
+    f.add_argument("--max-pending", type=positive_int, default=100_000, metavar="N",
+                   help="requests waiting for feedback per model key; the oldest expires first (default: 100000)")
+    f.add_argument("--feedback-ttl", type=ttl, default=86_400.0, metavar="SECONDS|none",
+                   help="a request older than this in event time expires (default: 86400, one day)")
+    f.add_argument("--feedback-default", type=label, metavar="VALUE",
+                   help="learn an expired request with this label (a JSON value: false, 0, \"none\"), as click and "
+                   "fraud joiners do; default: off, an expired request is only counted")
     t = parser.add_argument_group("update triggers (each firing starts a stateless retrain as challenger)")
     t.add_argument("--every-seconds", type=positive_float, metavar="T", help="time trigger: every T seconds of event time")
     t.add_argument("--performance-threshold", type=float, metavar="X",
@@ -101,9 +139,11 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
         drift_delta=args.drift_delta,
         alpha=args.alpha,
         min_sample=args.min_sample,
-        window=args.window,
-        compare_every=args.compare_every,
         drop_budget=args.drop_budget,
+        report_every=args.report_every,
+        max_pending=args.max_pending,
+        feedback_ttl_s=args.feedback_ttl,
+        feedback_default=args.feedback_default,
         triggers=TriggerSettings(
             every_s=args.every_seconds,
             performance_below=args.performance_threshold,

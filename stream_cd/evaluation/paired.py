@@ -1,170 +1,98 @@
-"""Champion against challenger: paired significance tests on per-event losses.
+"""The shadow experiment: a challenger judged against the champion on paired outcomes.
 
-Both models score every labeled event, so their losses come in pairs and a
-paired test is the right one. Classification uses the exact McNemar test: on
-the events where exactly one model is right, the challenger's wins follow
-Binomial(n, 1/2) when both are equally good (``scipy.stats.binomtest``).
-Regression uses a paired t-test on the loss differences
-(``scipy.stats.ttest_1samp``). Tests run on a sliding window of the most
-recent pairs, once at least ``min_sample`` pairs are in and then every
-``every`` pairs.
+Champion and challenger both score every request; when its label comes, each
+is scored on what it output at request time, so their losses come in pairs.
+From the challenger's birth, an anytime-valid sequential test runs on those
+pairs (:mod:`stream_cd.evaluation.sequential`): a mixture SPRT on the
+discordant pairs for classification, a confidence sequence on the loss
+differences for regression. The probability of *ever* promoting a challenger
+that is not better stays at most ``alpha``, however long the stream runs and
+however often the test looks, also while both models keep learning: the null
+"the challenger is not better" is asked to hold at every step given the past,
+and the test statistic is then a nonnegative supermartingale (Ville's
+inequality bounds its crossing probability over all time).
 
-Verdicts: ``promote`` when the challenger is significantly better at level
-``alpha``; ``drop`` when it has been compared on ``budget`` pairs and is still
-not better (its mean loss is at least the champion's); ``keep`` otherwise,
-reported once per full window so the control topic is not flooded.
+Verdicts: ``promote`` once the challenger is shown better and at least
+``min_sample`` pairs are in; ``drop`` once it is shown worse, or when
+``budget`` pairs have passed without a promotion (futility: it is not worth
+scoring any more); ``keep``, with the evidence so far, every ``report_every``
+pairs.
 
 >>> import random
 >>> rng = random.Random(1)
->>> cmp = McNemarComparator(alpha=0.01, min_sample=200, window=1000, every=100)
+>>> exp = ShadowExperiment("classification", alpha=0.01, min_sample=200, budget=50_000, report_every=1_000)
 >>> verdicts = []
->>> for i in range(2000):
-...     champion_wrong = rng.random() < 0.30
-...     challenger_wrong = rng.random() < 0.15
-...     verdict = cmp.update(float(champion_wrong), float(challenger_wrong))
+>>> for i in range(5_000):
+...     verdict = exp.update(float(rng.random() < 0.30), float(rng.random() < 0.15))
 ...     if verdict:
 ...         verdicts.append((i + 1, verdict.action))
->>> verdicts[0]
-(200, 'promote')
->>> round(cmp.evaluate().evidence["p_value"], 12) < 0.01
+...         break
+>>> verdicts
+[(297, 'promote')]
+>>> exp.evidence()["p_value"] < 0.01
 True
 """
 
 from __future__ import annotations
 
-import math
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from scipy import stats
+from stream_cd.evaluation.sequential import DiscordantPairsTest, MeanDifferenceTest
 
-__all__ = ["Verdict", "PairedComparator", "McNemarComparator", "PairedTTestComparator", "make_comparator"]
+__all__ = ["Verdict", "ShadowExperiment", "paired_test"]
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """What the comparator concluded, with the evidence for it."""
+    """What an experiment concluded, with the evidence for it."""
 
     action: str  # promote | keep | drop
     evidence: dict[str, Any] = field(default_factory=dict)
 
 
-class PairedComparator:
-    """Sliding window of paired losses; subclasses supply the test."""
+def paired_test(task: str, alpha: float) -> DiscordantPairsTest | MeanDifferenceTest:
+    """The anytime-valid paired test of a task."""
+    return DiscordantPairsTest(alpha=alpha) if task == "classification" else MeanDifferenceTest(alpha=alpha)
 
-    test_name = "paired"
-    challenger_wins = champion_wins = 0  # for windows pickled before they were counted here
 
-    def __init__(
-        self,
-        alpha: float = 0.01,
-        min_sample: int = 1000,
-        window: int = 5000,
-        every: int = 500,
-        budget: int = 20000,
-    ) -> None:
+class ShadowExperiment:
+    """The sequential paired test of one challenger, from its birth."""
+
+    name = "shadow"
+
+    def __init__(self, task: str, alpha: float = 0.01, min_sample: int = 1000, budget: int | None = 50_000,
+                 report_every: int = 5000) -> None:
         self.alpha = alpha
         self.min_sample = min_sample
-        self.window = window
-        self.every = every
         self.budget = budget
-        self.pairs: deque[tuple[float, float]] = deque(maxlen=window)
-        self.seen = 0
-        self.champion_sum = 0.0
-        self.challenger_sum = 0.0
-        self.challenger_wins = 0  # pairs in the window where the challenger's loss is lower
-        self.champion_wins = 0  # ... and where the champion's is
-        self._last_keep = 0
+        self.report_every = report_every
+        self.test = paired_test(task, alpha)
+        self.shown = 0  # +1 once shown better, -1 once shown worse: a crossing stands for good
 
-    def reset(self) -> None:
-        """Forget all pairs, for a new challenger."""
-        self.__init__(self.alpha, self.min_sample, self.window, self.every, self.budget)  # type: ignore[misc]
+    @property
+    def pairs(self) -> int:
+        return self.test.n
 
     def update(self, champion_loss: float, challenger_loss: float) -> Verdict | None:
-        """Add one pair; return a verdict when one is due, else None."""
-        pairs = self.pairs
-        if len(pairs) == self.window:
-            old_champion, old_challenger = pairs[0]
-            self.champion_sum -= old_champion
-            self.challenger_sum -= old_challenger
-            if old_champion > old_challenger:
-                self.challenger_wins -= 1
-            elif old_champion < old_challenger:
-                self.champion_wins -= 1
-        pairs.append((champion_loss, challenger_loss))
-        self.champion_sum += champion_loss
-        self.challenger_sum += challenger_loss
-        if champion_loss > challenger_loss:
-            self.challenger_wins += 1
-        elif champion_loss < challenger_loss:
-            self.champion_wins += 1
-        self.seen = seen = self.seen + 1
-        if seen < self.min_sample or (seen - self.min_sample) % self.every:
+        """Add one pair; return a verdict when one is due."""
+        sign = self.test.update(champion_loss, challenger_loss)
+        if sign and not self.shown:
+            self.shown = sign
+        n = self.test.n
+        if n < self.min_sample:
             return None
-        verdict = self.evaluate()
-        if verdict.action == "keep":
-            if self.seen - self._last_keep < self.window and self._last_keep:
-                return None
-            self._last_keep = self.seen
-        return verdict
+        if self.shown:
+            return Verdict("promote" if self.shown > 0 else "drop", self.evidence("better" if self.shown > 0 else "worse"))
+        if self.budget is not None and n >= self.budget:
+            return Verdict("drop", self.evidence("budget"))
+        if n % self.report_every == 0:
+            return Verdict("keep", self.evidence())
+        return None
 
-    def evaluate(self) -> Verdict:
-        """Test the current window and decide."""
-        n = len(self.pairs)
-        p_value, statistic = self._test()
-        champion_mean = self.champion_sum / n
-        challenger_mean = self.challenger_sum / n
-        evidence = {
-            "test": self.test_name,
-            "sample_size": n,
-            "window": self.window,
-            "pairs_seen": self.seen,
-            "champion_loss": round(champion_mean, 6),
-            "challenger_loss": round(challenger_mean, 6),
-            "statistic": statistic,
-            "p_value": p_value,
-            "alpha": self.alpha,
-        }
-        if challenger_mean < champion_mean and p_value < self.alpha:
-            return Verdict("promote", evidence)
-        if self.seen >= self.budget and challenger_mean >= champion_mean:
-            return Verdict("drop", evidence)
-        return Verdict("keep", evidence)
-
-    def _test(self) -> tuple[float, float]:
-        raise NotImplementedError
-
-
-class McNemarComparator(PairedComparator):
-    """Exact McNemar test on 0/1 losses (classification)."""
-
-    test_name = "mcnemar-exact"
-
-    def _test(self) -> tuple[float, float]:
-        discordant = self.challenger_wins + self.champion_wins
-        if discordant == 0:
-            return 1.0, 0.0
-        result = stats.binomtest(self.challenger_wins, discordant, 0.5)
-        return float(result.pvalue), float(self.challenger_wins)
-
-
-class PairedTTestComparator(PairedComparator):
-    """Paired t-test on loss differences (regression)."""
-
-    test_name = "paired-t"
-
-    def _test(self) -> tuple[float, float]:
-        diffs = [champion - challenger for champion, challenger in self.pairs]
-        if len(diffs) < 2 or max(diffs) == min(diffs):
-            return 1.0, 0.0
-        result = stats.ttest_1samp(diffs, 0.0)
-        statistic = float(result.statistic)
-        p_value = float(result.pvalue)
-        return (1.0 if math.isnan(p_value) else p_value), statistic
-
-
-def make_comparator(task: str, **params: Any) -> PairedComparator:
-    """The comparator for a task: McNemar for classification, paired t for regression."""
-    cls = McNemarComparator if task == "classification" else PairedTTestComparator
-    return cls(**params)
+    def evidence(self, reason: str | None = None) -> dict[str, Any]:
+        """The test's evidence so far, with what the experiment makes of it."""
+        evidence = {**self.test.evidence(), "min_sample": self.min_sample, "budget": self.budget}
+        if reason is not None:
+            evidence["reason"] = reason
+        return evidence

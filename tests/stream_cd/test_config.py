@@ -15,7 +15,8 @@ from stream_cd.learning.triggers import TriggerSettings
 def test_defaults() -> None:
     cfg = PipelineConfig()
     assert (cfg.task, cfg.model, cfg.shadow, cfg.drift, cfg.on_drift) == ("auto", "logreg", "none", "adwin", "challenge")
-    assert (cfg.alpha, cfg.min_sample, cfg.window, cfg.compare_every, cfg.drop_budget) == (0.01, 1000, 5000, 500, 20000)
+    assert (cfg.alpha, cfg.min_sample, cfg.drop_budget, cfg.report_every) == (0.01, 1000, 50_000, 5000)
+    assert (cfg.max_pending, cfg.feedback_ttl_s, cfg.feedback_default) == (100_000, 86_400.0, None)
     assert cfg.triggers == TriggerSettings()
 
 
@@ -25,7 +26,7 @@ def test_config_is_frozen() -> None:
 
 
 def test_from_mapping_accepts_known_keys_and_nested_triggers() -> None:
-    cfg = PipelineConfig.from_mapping({"model": "hoeffding-tree", "alpha": 0.05, "triggers": {"volume_every": 10}})
+    cfg = PipelineConfig.from_mapping({"model": "hoeffding-tree", "alpha": 0.05, "min_sample": 10, "triggers": {"volume_every": 10}})
     assert cfg.model == "hoeffding-tree" and cfg.alpha == 0.05 and cfg.triggers.volume_every == 10
 
 
@@ -53,11 +54,14 @@ def test_unknown_trigger_keys_are_rejected_by_name() -> None:
         ({"alpha": 1.5}, "alpha 1.5"),
         ({"drift_delta": 1}, "drift_delta 1 must lie"),
         ({"min_sample": 0}, "min_sample 0 must be at least 1"),
-        ({"window": -5}, "window -5"),
-        ({"compare_every": 0}, "compare_every 0"),
+        ({"report_every": -5}, "report_every -5"),
+        ({"max_pending": 0}, "max_pending 0"),
+        ({"feedback_ttl_s": 0}, "feedback_ttl_s 0"),
+        ({"feedback_default": [1]}, "feedback_default [1] must be a label"),
         ({"drop_budget": 0}, "drop_budget 0"),
         ({"max_event_bytes": 0}, "max_event_bytes 0"),
-        ({"window": 100, "min_sample": 200}, "window 100 is smaller than min_sample 200"),
+        ({"drop_budget": 100, "min_sample": 200}, "drop_budget 100 is smaller than min_sample 200"),
+        ({"triggers": TriggerSettings(volume_every=500)}, "volume trigger every 500 events is fewer than min_sample 1000"),
     ],
 )
 def test_bad_values_are_rejected_with_messages_naming_them(values: dict, words: str) -> None:
@@ -109,7 +113,7 @@ def test_a_factory_that_builds_no_model_is_a_config_error() -> None:
 def test_user_factory_spec_works_end_to_end() -> None:
     from river import linear_model
 
-    from stream_cd.model_key import ModelSlot
+    from stream_cd.model_key import ModelKey
 
     spec = ModelSpec.parse("river.linear_model:LogisticRegression")
     assert spec.task is None
@@ -117,7 +121,7 @@ def test_user_factory_spec_works_end_to_end() -> None:
     assert type(a) is linear_model.LogisticRegression and a is not b
     spec.check_task("classification")
     spec.check_task("regression")  # a user's factory fits whatever task it was written for
-    slot = ModelSlot("k", PipelineConfig(model="river.linear_model:LogisticRegression", drift="none"))
+    slot = ModelKey("k", PipelineConfig(model="river.linear_model:LogisticRegression", drift="none"))
     for i in range(50):
         slot.learn({"a": float(i % 2)}, i % 2 == 1, 0)
     assert slot.task == "classification" and slot.learned == 50

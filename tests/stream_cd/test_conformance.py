@@ -11,7 +11,7 @@ from river import datasets
 
 from stream_cd.config import PipelineConfig
 from stream_cd.simulate.datasets import generate
-from stream_cd.model_key import ModelSlot
+from stream_cd.model_key import ModelKey
 from stream_cd.learning.specs import PRESETS, ModelSpec
 
 PRESET_NAMES = sorted(PRESETS)
@@ -73,11 +73,11 @@ def test_model_pickles_to_the_same_predictions_and_keeps_learning_the_same(name:
 @pytest.mark.parametrize("name", PRESET_NAMES)
 def test_model_slot_pickles_round_trip_and_keeps_predicting_identically(name: str) -> None:
     task = PRESETS[name][1]
-    config = PipelineConfig(model=name, shadow=other_preset(task, name), min_sample=50, window=100, compare_every=50,
+    config = PipelineConfig(model=name, shadow=other_preset(task, name), min_sample=50, report_every=50,
                             drop_budget=10_000)
     data = stream_for(task, 400)
     probes = [x for x, _ in stream_for(task, 420)[400:]]
-    slot = ModelSlot("k", config)
+    slot = ModelKey("k", config)
     for x, y in data[:200]:
         slot.learn(x, y, 0)
     copy = pickle.loads(pickle.dumps(slot))

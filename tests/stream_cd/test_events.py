@@ -39,7 +39,7 @@ def reason_of(raw: bytes, **kwargs) -> str:
         (b"null", ["event is null"]),
         (b"true", ["event is a boolean"]),
         # x missing or not an object
-        (b'{"y": true}', ["x is missing"]),
+        (b'{"y": true}', ["feedback", "needs the id"]),
         (b'{"key": "k"}', ["x is missing"]),
         (b'{"x": [1, 2], "y": true}', ["x is a list", "object of features"]),
         (b'{"x": "a=1", "y": true}', ["x is a string"]),

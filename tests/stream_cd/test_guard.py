@@ -8,7 +8,7 @@ import random
 from river.datasets import synth
 
 from stream_cd.config import PipelineConfig
-from stream_cd.model_key import ModelSlot
+from stream_cd.model_key import ModelKey
 
 
 def _stream(seed: int, n: int, poisoned: bool):
@@ -23,7 +23,7 @@ def _stream(seed: int, n: int, poisoned: bool):
 
 
 def _clean_accuracy(config: PipelineConfig, poisoned: bool) -> float:
-    slot = ModelSlot("k", config)
+    slot = ModelKey("k", config)
     for x, y, source in _stream(1, 20_000, poisoned):
         slot.learn(x, y, ts=0, source=source)
     probe = list(itertools.islice(synth.Agrawal(classification_function=2, seed=77), 2_000))
@@ -42,7 +42,7 @@ def test_source_cap_limits_how_far_a_flooding_source_moves_the_model() -> None:
 
 
 def test_held_back_events_are_counted_in_the_summary() -> None:
-    slot = ModelSlot("k", PipelineConfig(model="logreg", drift="none", source_cap=0.5, source_window=10))
+    slot = ModelKey("k", PipelineConfig(model="logreg", drift="none", source_cap=0.5, source_window=10))
     for i in range(20):
         slot.learn({"a": float(i)}, i % 2 == 0, ts=0, source="flooder")
     summary = slot.summary()
@@ -52,8 +52,8 @@ def test_held_back_events_are_counted_in_the_summary() -> None:
 
 def test_range_guard_holds_back_far_outliers_only_when_on() -> None:
     events = [({"a": float(i % 50)}, i % 2 == 0) for i in range(500)] + [({"a": 1e9}, True)]
-    on = ModelSlot("k", PipelineConfig(model="logreg", drift="none", range_guard=3.0))
-    off = ModelSlot("k", PipelineConfig(model="logreg", drift="none"))
+    on = ModelKey("k", PipelineConfig(model="logreg", drift="none", range_guard=3.0))
+    off = ModelKey("k", PipelineConfig(model="logreg", drift="none"))
     for x, y in events:
         on.learn(x, y, ts=0)
         off.learn(x, y, ts=0)

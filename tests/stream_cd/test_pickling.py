@@ -19,7 +19,7 @@ from stream_cd.embedded import DirectoryStore, EmbeddedTransport
 from stream_cd.errors import StateError
 from stream_cd.state.pickling import dumps, loads
 from stream_cd.pipeline import Pipeline
-from stream_cd.model_key import ModelSlot
+from stream_cd.model_key import ModelKey
 from stream_cd.state.signing import load_state, seal
 from stream_cd.transport import Topics
 from stream_cd.worker import run_worker
@@ -82,7 +82,7 @@ def test_frozen_dataclasses_and_containers_round_trip():
 def test_a_restored_slot_learns_exactly_as_the_original():
     events = list(datasets.Phishing())
     config = PipelineConfig(model="logreg", shadow="hoeffding-tree", drift="adwin")
-    original, restored = ModelSlot("k", config), ModelSlot("k", config)
+    original, restored = ModelKey("k", config), ModelKey("k", config)
     for x, y in events[:600]:
         original.learn(x, y, ts=0)
         restored.learn(x, y, ts=0)
@@ -103,7 +103,7 @@ def test_a_worker_that_checkpoints_goes_on_with_fast_copies_and_learns_the_same(
                        state_key=b"test-state-key-0123456789abcdef", batch_size=100, commit_every_events=200)
     assert stats.checkpoints_written >= 8
     assert checkpointed.summary() == reference.summary()
-    for candidate in (checkpointed.slots["default"].champion, checkpointed.slots["default"].challenger):
+    for candidate in (checkpointed.models["default"].champion, checkpointed.models["default"].challenger):
         assert keeps_inline(candidate.model["StandardScaler"], ["counts", "means", "vars"])
 
 

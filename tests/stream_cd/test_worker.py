@@ -23,7 +23,7 @@ MALFORMED: list[tuple[bytes, str]] = [
     (b'{"x": {"a": NaN}, "y": true}', "not valid JSON"),
     (b"[1, 2, 3]", "event is a list"),
     (b'"just a string"', "event is a string"),
-    (b'{"y": true}', "x is missing"),
+    (b'{"y": true}', "feedback (y without x) needs the id of its request"),
     (b'{"x": [1, 2], "y": true}', "x is a list"),
     (b'{"x": {"salary": [1, 2]}, "y": true}', "feature 'salary' is a list"),
     (b'{"x": {"salary": {"a": 1}}, "y": true}', "feature 'salary' is an object"),
@@ -87,7 +87,7 @@ def test_decisions_are_sent_keyed_by_model_key_and_handed_to_the_callback() -> N
     events = [orjson.dumps({**e, "key": "shop"}) for e in generate("agrawal", 1000, seed=1)]
     transport = EmbeddedTransport(events)
     seen = []
-    pipeline = Pipeline(PipelineConfig(model="logreg", drift="none", triggers=TriggerSettings(volume_every=250)))
+    pipeline = Pipeline(PipelineConfig(model="logreg", drift="none", min_sample=250, triggers=TriggerSettings(volume_every=250)))
     stats = run_worker(transport, pipeline, Topics(), on_decision=seen.append)
     sent = transport.topics["stream-cd.decisions"]
     assert stats.decisions == len(sent) == len(seen) == 4
@@ -140,7 +140,7 @@ def test_a_key_whose_only_checkpoint_is_tampered_starts_afresh_and_says_so(tmp_p
     assert "refused checkpoint of model key 'default'" in caplog.text
     assert "cannot restore model key 'default': no valid checkpoint is left; it starts afresh" in caplog.text
     # the partition record was good, so the input resumed at 60 and the key relearned from there only
-    assert pipeline.summary()["events"] == 100 and pipeline.slots["default"].learned == 40
+    assert pipeline.summary()["events"] == 100 and pipeline.models["default"].learned == 40
 
 
 def _sea_events(n: int) -> list[bytes]:

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from stream_cd.config import PipelineConfig
 from stream_cd.simulate.population import sessions_population
-from stream_cd.model_key import ModelSlot
+from stream_cd.model_key import ModelKey
 
 EVENTS = list(sessions_population(200, 30, seed=8))
 PROBE = [e["x"] for e in sessions_population(20, 5, seed=9)]
 
 
-def _run(adaptation: bool) -> ModelSlot:
-    slot = ModelSlot("k", PipelineConfig(model="logreg", drift="none", session_adaptation=adaptation))
+def _run(adaptation: bool) -> ModelKey:
+    slot = ModelKey("k", PipelineConfig(model="logreg", drift="none", session_adaptation=adaptation))
     for e in EVENTS:
         slot.learn(e["x"], e["y"], e["ts"], session=e["session"])
     return slot
@@ -34,13 +34,13 @@ def test_one_sessions_feedback_leaves_other_sessions_predictions_untouched() -> 
     a = EVENTS[-1]["session"]
     b = next(e["session"] for e in reversed(EVENTS) if e["session"] != a)
     before = [slot.predict(x, session=b) for x in PROBE]
-    before_p = [slot.served[1] for x in PROBE for _ in [slot.predict(x, session=b)]]
+    before_p = [slot.probe(x, session=b).adapted[0] for x in PROBE]
     adapter_a = slot.sessions.get(a)
     for x in PROBE:  # more feedback for a, given straight to its adapter (the champion stays as it is)
         adapter_a.learn(x, True, slot.champion.model.predict_proba_one(x))
     assert [slot.predict(x, session=b) for x in PROBE] == before
-    assert [slot.served[1] for x in PROBE for _ in [slot.predict(x, session=b)]] == before_p
-    assert [slot.served[1] for x in PROBE for _ in [slot.predict(x, session=a)]] != before_p
+    assert [slot.probe(x, session=b).adapted[0] for x in PROBE] == before_p
+    assert [slot.probe(x, session=a).adapted[0] for x in PROBE] != before_p
 
 
 def test_an_unknown_session_is_served_the_champions_prediction() -> None:
@@ -49,5 +49,5 @@ def test_an_unknown_session_is_served_the_champions_prediction() -> None:
         served = slot.predict(x, session="never-seen")
         global_proba = slot.champion.model.predict_proba_one(x)
         assert served == max(global_proba, key=global_proba.__getitem__)
-        assert slot.served[2] == 0
+        assert slot.probe(x, session="never-seen").adapted[1] == 0
     assert "never-seen" not in slot.sessions
