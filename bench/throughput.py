@@ -21,6 +21,11 @@ On the same ``--n`` Agrawal events, for each champion+shadow pair:
     starting the fetch process) is done first; the clock runs
     from the first poll until ``Worker.run`` returns (its final commit included);
 
+With ``--feedback-delay D``, (b) also runs each mode as ``MODE-fb`` on a
+second topic where every label arrives as a feedback event D requests after
+its request (2n messages for the same n labels); its rate is labels learned
+per second, so its b/a compares the same learning with the bare loop.
+
 then the ratios b/a and eos/alo, a per-event time breakdown of (b), and (c)
 the latency from each message's produce timestamp (CreateTime) to its
 learning, at a steady load of half of the slower mode's logreg+logreg rate,
@@ -52,6 +57,7 @@ from consumers.kafka_worker import checkpoint_topic_spec
 from producers.replay import replay_to_kafka
 from stream_cd.config import PipelineConfig
 from stream_cd.simulate.datasets import generate
+from stream_cd.simulate.feedback import delayed_feedback
 from stream_cd.events import decode_event
 from stream_cd.pipeline import Pipeline
 from stream_cd.learning.specs import ModelSpec
@@ -140,7 +146,7 @@ MODES = {
 
 
 def worker_run(bootstrap: str, events_topic: str, pair: str, n: int, mode: str, *, on_outcome=None,
-               ready=None, profiler=None) -> dict:
+               ready=None, profiler=None, messages: int | None = None) -> dict:
     """Run the worker over ``n`` messages of ``events_topic``; return its rate and time split.
 
     ``mode`` "alo": no state key, the worker commits at the same interval as "eos" (producer flush +
@@ -150,6 +156,8 @@ def worker_run(bootstrap: str, events_topic: str, pair: str, n: int, mode: str, 
     DEFAULT_COMMIT_SECONDS seconds. Each run has its own topic prefix (decisions,
     dead letters, checkpoints) and group, on the shared pre-produced events topic.
     """
+    mode = mode.removesuffix("-fb")  # the same mode on the delayed-feedback topic
+    messages = n if messages is None else messages  # n labels in this many messages
     if mode not in MODES:
         raise SystemExit(f"mode {mode!r} is not one of {', '.join(MODES)}")
     champion, shadow = pair.split("+")
@@ -198,14 +206,14 @@ def worker_run(bootstrap: str, events_topic: str, pair: str, n: int, mode: str, 
         if profiler is not None:
             profiler.enable()
         start = perf_counter()
-        stats = worker.run(max_events=n, idle_exit=30, end_of_input_exits=False)
+        stats = worker.run(max_events=messages, idle_exit=30, end_of_input_exits=False)
         elapsed = perf_counter() - start  # includes the final commit
         if profiler is not None:
             profiler.disable()
     finally:
         transport.close()
     model = pipeline.summary()["models"]["default"]
-    assert stats.consumed == n and model["learned"] == n, (stats, model)
+    assert stats.consumed == messages and model["learned"] == n, (stats, model)
     return {
         "mode": mode,
         "events_per_s": n / elapsed,
@@ -305,9 +313,13 @@ def main() -> None:
     parser.add_argument("--latency-repeat", type=int, default=2)
     parser.add_argument("--profile", choices=list(MODES), default=None,
                         help="also run (b) logreg+logreg in this mode under cProfile; writes bench/out/profile_worker_<mode>.txt")
+    parser.add_argument("--feedback-delay", type=int, default=0, metavar="D",
+                        help="also run every mode on a stream whose labels come as feedback D requests late (0: not)")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     modes = [m for m in args.modes.split(",") if m]
+    if args.feedback_delay:
+        modes += [f"{m}-fb" for m in modes]
     pairs = [p for p in args.pairs.split(",") if p]
     args.out.parent.mkdir(parents=True, exist_ok=True)
 
@@ -324,6 +336,13 @@ def main() -> None:
     start = perf_counter()
     replay_to_kafka(raws, args.bootstrap, events_topic)
     print(f"produced into {events_topic} (1 partition) at {args.n / (perf_counter() - start):,.0f} events/s")
+    fb_topic = None
+    if args.feedback_delay:
+        fb_raws = [orjson.dumps(e) for e in delayed_feedback(generate("agrawal", n=args.n, seed=args.seed),
+                                                             args.feedback_delay, args.feedback_delay)]
+        fb_topic = fresh_events_topic(args.bootstrap, "feedback")
+        replay_to_kafka(fb_raws, args.bootstrap, fb_topic)
+        print(f"produced {len(fb_raws):,} requests and feedback (delay {args.feedback_delay}) into {fb_topic}")
 
     results: dict = {"n": args.n, "topic": events_topic, "partitions": 1, "repeat": args.repeat,
                      "commit_defaults": {"events": DEFAULT_COMMIT_EVENTS, "seconds": DEFAULT_COMMIT_SECONDS},
@@ -337,7 +356,9 @@ def main() -> None:
             a_runs.append(bare_loop(pair, xs, ys))
             line = f"  {pair:30s} a {a_runs[-1]:9,.0f}/s"
             for mode in modes:
-                b_runs[mode].append(worker_run(args.bootstrap, events_topic, pair, args.n, mode))
+                fb = mode.endswith("-fb")
+                b_runs[mode].append(worker_run(args.bootstrap, fb_topic if fb else events_topic, pair, args.n, mode,
+                                               messages=2 * args.n if fb else args.n))
                 line += f"   b-{mode} {b_runs[mode][-1]['events_per_s']:9,.0f}/s"
             print(line, flush=True)
         a = max(a_runs)
@@ -395,6 +416,7 @@ def main() -> None:
 
     if args.latency_seconds > 0 and "logreg+logreg" in results["pairs"]:
         lr = results["pairs"]["logreg+logreg"]["b"]
+        modes = [m for m in modes if not m.endswith("-fb")]  # latency is measured on labeled events
         # one load for every mode: half of the slower mode's best rate
         rate = min(lr[m]["events_per_s"] for m in modes) / 2
         results["latency"] = {"rate": rate, "runs": {m: [] for m in modes}}

@@ -50,7 +50,7 @@ from stream_cd.learning.schema import Schema
 from stream_cd.learning.specs import ModelSpec
 from stream_cd.learning.tasks import Task, check_label, infer_task, loss_of, make_metric
 from stream_cd.learning.versions import VersionBook
-from stream_cd.serving.exposures import Exposure, ExposureStore
+from stream_cd.serving.exposures import Exposure, ExposureStore, served_record
 from stream_cd.serving.router import ShadowRouter
 from stream_cd.serving.sessions import LogitResidual, MeanShift, SessionStore, top_class
 
@@ -378,18 +378,7 @@ class ModelKey:
 
     def served_record(self, exposure: Exposure, ident: str | None, ts: int) -> dict[str, Any]:
         """What was served for a request, as one message of the predictions topic."""
-        arm = exposure.outputs[0][0]
-        record: dict[str, Any] = {"id": ident, "model_key": self.key, "arm": arm.name, "version": arm.label,
-                                  "experiment": None, "prediction": exposure.served, "ts": ts}
-        if exposure.adapted is not None:  # ``p``: the served probability of the served class; ``p_global``: the arm's own
-            value, n = exposure.adapted
-            record["session"] = exposure.session
-            if isinstance(value, dict):
-                record.update(p=value.get(exposure.served), p_global=exposure.raw.get(exposure.served))
-            else:
-                record["p_global"] = exposure.raw
-            record["session_events"] = n
-        return record
+        return served_record(self.key, exposure, ident, ts)
 
     def summary(self) -> dict[str, Any]:
         """The per-key part of the run summary."""

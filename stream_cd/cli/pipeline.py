@@ -306,6 +306,9 @@ def _register_generate(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--drift-at", type=int, metavar="K", help="abrupt concept change at event K")
     p.add_argument("--key", default="default", metavar="K", help="model key of every event (default: default)")
     p.add_argument("--out", metavar="FILE", help="write to FILE instead of stdout")
+    p.add_argument("--feedback-delay", metavar="N|MIN:MAX",
+                   help="write each labeled event as a request and, N (or MIN to MAX, uniformly) requests later, its "
+                   "feedback (id and y), as labels reach a production system; default: labeled events")
     p.add_argument("--n-users", type=positive_int, default=1000, metavar="U", help="sessions: number of users, one session each (default: 1000)")
     p.add_argument("--events-per-session", type=positive_int, default=30, metavar="K", help="sessions: labeled events per session (default: 30)")
     p.set_defaults(run=_generate)
@@ -320,6 +323,11 @@ def _generate(args: argparse.Namespace) -> int:
         events = sessions_population(args.n_users, args.events_per_session, args.seed, key=args.key)
     else:
         events = generate(args.name, args.n, args.seed, args.drift_at, args.key)
+    if args.feedback_delay:
+        from stream_cd.simulate.feedback import delayed_feedback, parse_delay
+
+        low, high = parse_delay(args.feedback_delay)
+        events = delayed_feedback(events, low, high, seed=args.seed)
     out = open(args.out, "wb") if args.out else sys.stdout.buffer
     try:
         for event in events:

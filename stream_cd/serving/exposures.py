@@ -46,7 +46,7 @@ from typing import Any
 
 from stream_cd.errors import InvalidEvent
 
-__all__ = ["Exposure", "ExposureStore", "DEFAULT_MAX_PENDING"]
+__all__ = ["Exposure", "ExposureStore", "served_record", "DEFAULT_MAX_PENDING"]
 
 DEFAULT_MAX_PENDING = 100_000
 _ANSWERED, _EXPIRED = "answered", "expired"
@@ -167,3 +167,28 @@ class ExposureStore:
 
     def stats(self) -> dict[str, int]:
         return {"pending": len(self.pending), "joined": self.joined, "expired": self.expired, "rejected": self.rejected}
+
+
+def served_record(model_key: str, exposure: Exposure, ident: str | None, ts: int) -> dict[str, Any]:
+    """What was served for a request, as one message of the predictions topic: ``id``,
+    ``model_key``, the serving ``arm`` and its ``version``, ``experiment`` (None for the
+    shadow), ``prediction`` and ``ts``; for a prediction adapted to a session also the
+    ``session``, ``p`` (the served probability of the served class) and ``p_global`` (the
+    arm's own), and ``session_events`` (the feedback the session had shown).
+
+    >>> class Arm: name, label = "champion", "v1.0"
+    >>> served_record("shop", Exposure({"f": 1.0}, 7, ((Arm, True),), True), "r1", 7)
+    {'id': 'r1', 'model_key': 'shop', 'arm': 'champion', 'version': 'v1.0', 'experiment': None, 'prediction': True, 'ts': 7}
+    """
+    arm = exposure.outputs[0][0]
+    record: dict[str, Any] = {"id": ident, "model_key": model_key, "arm": arm.name, "version": arm.label,
+                              "experiment": None, "prediction": exposure.served, "ts": ts}
+    if exposure.adapted is not None:
+        value, n = exposure.adapted
+        record["session"] = exposure.session
+        if isinstance(value, dict):
+            record.update(p=value.get(exposure.served), p_global=exposure.raw.get(exposure.served))
+        else:
+            record["p_global"] = exposure.raw
+        record["session_events"] = n
+    return record

@@ -123,22 +123,28 @@ def _assert_same(bootstrap, prefix, summary, reference, probe):
     assert _final_models(bootstrap, prefix, probe) == ref_models
 
 
+def _killed_three_times(bootstrap: str, prefix: str, at: tuple[int, ...], seed: int) -> dict:
+    """Kill -9 the worker once it has committed each of ``at`` offsets, then let a last one
+    finish the stream; return its summary."""
+    group = f"{prefix}.workers"
+    delays = random.Random(seed)  # the kills land anywhere in a commit interval, in a transaction or not
+    for at_least in at:
+        worker = start_worker(bootstrap, prefix, *FLAGS, "--worker-id", "w1")
+        _wait_committed(bootstrap, group, at_least, worker)
+        time.sleep(delays.uniform(0.0, 1.5))
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=10)
+    worker = start_worker(bootstrap, prefix, *FLAGS, "--worker-id", "w1", "--idle-exit", "4")
+    return finish(worker, timeout=300)[0]
+
+
 def test_kill_minus_nine_three_times_equals_uninterrupted_run(kafka_bootstrap, topic_prefix, stream, probe):
     reference = _reference(kafka_bootstrap, topic_prefix + "ref", stream, probe)
     assert reference[0]["models"]["default"]["retrains"] >= 1  # the stream's drift is in the state
 
     prefix = topic_prefix + "killed"
-    group = f"{prefix}.workers"
     _fill(kafka_bootstrap, prefix, stream)
-    delays = random.Random(4)  # the kills land anywhere in a commit interval, in a transaction or not
-    for at_least in (8_000, 24_000, 40_000):
-        worker = start_worker(kafka_bootstrap, prefix, *FLAGS, "--worker-id", "w1")
-        _wait_committed(kafka_bootstrap, group, at_least, worker)
-        time.sleep(delays.uniform(0.0, 1.5))
-        worker.send_signal(signal.SIGKILL)
-        worker.wait(timeout=10)
-    worker = start_worker(kafka_bootstrap, prefix, *FLAGS, "--worker-id", "w1", "--idle-exit", "4")
-    summary, _, _ = finish(worker, timeout=300)
+    summary = _killed_three_times(kafka_bootstrap, prefix, (8_000, 24_000, 40_000), seed=4)
     _assert_same(kafka_bootstrap, prefix, summary, reference, probe)
 
     listed = subprocess.run(
