@@ -60,10 +60,11 @@ class Exposure:
     ``session``, ``raw`` and ``adapted`` are set when the prediction was adapted to a
     session: the session, the serving arm's own prediction (its probabilities, for
     classification), which the session's adapter learns from at feedback time, and
-    ``(adapted prediction, feedback the session had shown)`` as served.
+    ``(adapted prediction, feedback the session had shown)`` as served. ``routed`` is
+    ``(experiment, arm, epoch)`` when an experiment chose the serving arm.
     """
 
-    __slots__ = ("x", "ts", "outputs", "served", "session", "raw", "adapted", "source")
+    __slots__ = ("x", "ts", "outputs", "served", "session", "raw", "adapted", "source", "routed")
 
     def __init__(self, x: dict, ts: int, outputs: tuple, served: Any, session: str | None = None,
                  raw: Any = None, adapted: tuple | None = None, source: str | None = None) -> None:
@@ -75,6 +76,7 @@ class Exposure:
         self.raw = raw
         self.adapted = adapted
         self.source = source
+        self.routed: tuple[str, str, int] | None = None  # (experiment, arm, epoch) when an experiment routed it
 
 
 class ExposureStore:
@@ -181,8 +183,10 @@ def served_record(model_key: str, exposure: Exposure, ident: str | None, ts: int
     {'id': 'r1', 'model_key': 'shop', 'arm': 'champion', 'version': 'v1.0', 'experiment': None, 'prediction': True, 'ts': 7}
     """
     arm = exposure.outputs[0][0]
-    record: dict[str, Any] = {"id": ident, "model_key": model_key, "arm": arm.name, "version": arm.label,
-                              "experiment": None, "prediction": exposure.served, "ts": ts}
+    routed = exposure.routed
+    record: dict[str, Any] = {"id": ident, "model_key": model_key, "arm": arm.name if routed is None else routed[1],
+                              "version": arm.label, "experiment": None if routed is None else routed[0],
+                              "prediction": exposure.served, "ts": ts}
     if exposure.adapted is not None:
         value, n = exposure.adapted
         record["session"] = exposure.session
