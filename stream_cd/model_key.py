@@ -128,12 +128,15 @@ class ModelKey:
         self._check_specs(task)
         self.task = task
         self._start_judging()
+        self._route()
 
     def _route(self) -> None:
         """The arms that score every request, the serving arm first; again after every change of arms."""
         others = [] if self.challenger is None else [self.challenger]
         self._scoring = self.router.scoring(self.champion, others)
         self._learners = self._scoring + (() if self.running is None else tuple(self.running.arms.values()))
+        # a session's adapter corrects the champion's probabilities: a model without them is served as is
+        self._adapts = self.task != "classification" or hasattr(self.champion.model, "predict_proba_one")
 
     # -- the roles a policy acts on -----------------------------------------------
 
@@ -320,7 +323,7 @@ class ModelKey:
         sessions = self.sessions
         raw = adapted = None
         try:
-            if sessions is None or session is None:
+            if sessions is None or session is None or not self._adapts:
                 served = own = champion.model.predict_one(x)
             else:
                 classification = self.task == "classification"

@@ -11,9 +11,11 @@ and in event-time age (``ttl_ms``, measured against the newest event time the
 store has seen, so a key whose feedback stops still expires its requests as
 new requests come). What expires is counted; a caller that wants the online
 joiners' convention (no click within the window is a negative) learns the
-expired exposures with a default label. Ids that were answered or expired are
-remembered (as many as ``max_pending``), so late or repeated feedback is
-rejected with the right reason.
+expired exposures with a default label. The last ``CLOSED_MEMORY`` ids that
+were answered or expired are remembered, so late or repeated feedback is
+rejected with the right reason (an older one is "no such request"); the
+memory is bounded apart from ``max_pending`` because it goes into every
+checkpoint of the key.
 
 >>> store = ExposureStore(max_pending=2, ttl_ms=1_000)
 >>> store.add("r1", Exposure({"f": 1.0}, 0, (("champion", True),), True))
@@ -49,6 +51,7 @@ from stream_cd.errors import InvalidEvent
 __all__ = ["Exposure", "ExposureStore", "served_record", "DEFAULT_MAX_PENDING"]
 
 DEFAULT_MAX_PENDING = 100_000
+CLOSED_MEMORY = 10_000
 _ANSWERED, _EXPIRED = "answered", "expired"
 
 
@@ -153,7 +156,7 @@ class ExposureStore:
     def _close(self, ident: str, how: str) -> None:
         closed = self.closed
         closed[ident] = how
-        if len(closed) > self.max_pending:
+        if len(closed) > CLOSED_MEMORY:
             closed.popitem(last=False)
 
     def _why_not(self, ident: str) -> str:
