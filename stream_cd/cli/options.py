@@ -10,7 +10,7 @@ from stream_cd.config import PipelineConfig
 from stream_cd.learning.specs import PRESETS
 from stream_cd.learning.triggers import TriggerSettings
 
-__all__ = ["add_model_flags", "add_topic_flags", "config_from_args", "positive_int", "positive_float"]
+__all__ = ["add_model_flags", "add_topic_flags", "config_from_args", "positive_int", "positive_float", "probability"]
 
 
 def positive_int(text: str) -> int:
