@@ -153,8 +153,10 @@ def _status(args: argparse.Namespace) -> int:
 
 def _row(key: str, name: str, d: dict[str, Any]) -> dict[str, Any]:
     e = d.get("evidence") or {}
-    state = e.get("state") or {"start": "running", "stop": "stopped", "rollback": "rolled back",
-                               "promote": "promoted"}.get(d["action"], d["action"])
+    ended = {"promote": "promoted", "rollback": "rolled back", "start": "running",
+             "stop": "no significant difference" if e.get("reason") == "no significant difference" else "stopped",
+             "hold": "paused: sample ratio mismatch" if d["trigger"] == "srm" else "held: the winner forgot older data"}
+    state = ended.get(d["action"]) or e.get("state") or d["action"]
     return {"model_key": key, "experiment": name, "kind": e.get("kind") or e.get("definition", {}).get("kind"),
             "state": state, "last_action": d["action"], "traffic": d.get("traffic") or e.get("traffic"),
             "units": e.get("units"), "arms": e.get("arms"), "sample_size": e.get("sample_size"),
