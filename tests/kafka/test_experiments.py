@@ -107,3 +107,47 @@ def test_ab_tests_on_four_keys_with_two_workers_decide_exactly_once_as_in_proces
     rows = [orjson.loads(line) for line in status.stdout.splitlines()]
     assert sorted(r["model_key"] for r in rows) == KEYS
     assert all(r["state"] in ("running", "promoted", "no significant difference") for r in rows), rows
+
+
+def test_a_canary_killed_at_its_25_percent_step_resumes_there(kafka_bootstrap, topic_prefix, tmp_path):
+    events = [orjson.dumps(e) for e in generate("agrawal", 30_000, seed=31, key="shop")]
+    control = orjson.dumps({"key": "shop", "control": "start", "experiment": {
+        "name": "canary-1", "kind": "canary", "unit": "request", "arms": [{"name": "tree", "spec": "hoeffding-tree"}],
+        "ramp": [5, 25, 50, 100], "guardrail_margin": 0.05, "step_min_sample": 300}})
+    stream = events[:3_000] + [control] + events[3_000:]
+    flags = ("--model", "logreg", "--drift", "none", "--commit-every-events", "2000", "--commit-every-seconds", "1")
+
+    path = tmp_path / "canary.jsonl"
+    path.write_bytes(b"\n".join(stream) + b"\n")
+    embedded = subprocess.run(cli("replay", str(path), *flags[:4], "--json", "--no-progress"), capture_output=True,
+                              cwd=REPO, timeout=600)
+    assert embedded.returncode == 0, embedded.stderr.decode()[-2000:]
+    lines = [orjson.loads(line) for line in embedded.stdout.splitlines()]
+    reference = [d for d in lines[:-1] if d["experiment"] == "canary-1"]
+    steps = [(d["action"], d["traffic"]["tree"]) for d in reference if d["action"] != "keep"]
+    assert steps == [("start", 0.05), ("ramp", 0.25), ("ramp", 0.5), ("promote", 1.0)], steps
+    at_25 = next(d["events_seen"] for d in reference if d["action"] == "ramp" and d["traffic"]["tree"] == 0.25)
+    at_50 = next(d["events_seen"] for d in reference if d["action"] == "ramp" and d["traffic"]["tree"] == 0.5)
+    cut = (at_25 + at_50) // 2  # the worker is killed between the two, at the 25 % step
+    assert at_50 - at_25 > 200
+
+    prefix = topic_prefix.rstrip(".")
+    ensure_topics(kafka_bootstrap, [TopicSpec(f"{prefix}.events", partitions=1)])
+    produce(kafka_bootstrap, f"{prefix}.events", ((b"shop", raw) for raw in stream[:cut]))
+    worker = start_worker(kafka_bootstrap, prefix, *flags, "--worker-id", "w1")
+    _wait_committed(kafka_bootstrap, f"{prefix}.workers", cut, worker)
+    worker.kill()
+    worker.wait(timeout=10)
+    before = [d for d in subscribe_decisions(kafka_bootstrap, f"{prefix}.decisions", from_beginning=True)
+              if d["experiment"] == "canary-1"]
+    assert before[-1]["traffic"]["tree"] == 0.25  # it was at the 25 % step
+
+    produce(kafka_bootstrap, f"{prefix}.events", ((b"shop", raw) for raw in stream[cut:]))
+    worker = start_worker(kafka_bootstrap, prefix, *flags, "--worker-id", "w1", "--idle-exit", "6")
+    summary, printed, _ = finish(worker, timeout=300)
+    resumed = [(d["action"], d["traffic"]["tree"]) for d in printed if d["experiment"] == "canary-1" and d["action"] != "keep"]
+    assert resumed == [("ramp", 0.5), ("promote", 1.0)]  # from the 25 % step on, nothing of the ramp again
+    assert summary == lines[-1]["summary"]
+    decisions = [d for d in subscribe_decisions(kafka_bootstrap, f"{prefix}.decisions", from_beginning=True)
+                 if d["experiment"] == "canary-1"]
+    assert _outcome(decisions) == _outcome(reference) and len({d["decision_id"] for d in decisions}) == len(decisions)
