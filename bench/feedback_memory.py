@@ -37,13 +37,17 @@ print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, done.stdout.decode
 
 
 def peak_rss_mb(bootstrap: str, prefix: str, max_pending: int) -> tuple[float, dict]:
-    cmd = [sys.executable, "-m", "stream_cd.cli", "worker", "--bootstrap", bootstrap, "--topic-prefix", prefix,
-           "--group", f"{prefix}.{max_pending}", "--model", "logreg", "--max-pending", str(max_pending),
+    # a prefix (and so a checkpoints topic) of its own: a restored key would keep the first run's settings
+    cmd = [sys.executable, "-m", "stream_cd.cli", "worker", "--bootstrap", bootstrap, "--topic", f"{prefix}.events",
+           "--topic-prefix", f"{prefix}-{max_pending}", "--model", "logreg", "--max-pending", str(max_pending),
            "--idle-exit", "5", "--json", "--worker-id", f"mem-{max_pending}"]
     env = {**os.environ, "STREAM_CD_STATE_KEY": os.environ.get("STREAM_CD_STATE_KEY", "bench-state-key-0123456789abcdef")}
     out = subprocess.run([sys.executable, "-c", RUN_ONE, *cmd], capture_output=True, cwd=ROOT, env=env, check=True)
     kb, summary = out.stdout.decode().split(" ", 1)
-    return int(kb) / 1024, orjson.loads(summary)["summary"]["models"]["default"]["feedback"]
+    models = orjson.loads(summary)["summary"]["models"]
+    if "default" not in models:
+        raise SystemExit(f"the worker learned nothing of model key 'default': {summary[:500]}")
+    return int(kb) / 1024, models["default"]["feedback"]
 
 
 def main() -> int:

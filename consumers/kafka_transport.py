@@ -437,6 +437,9 @@ class KafkaTransport:
     def assignment(self) -> list[int]:
         return sorted(tp.partition for tp in self.consumer.assignment() if tp.topic == self.topic)
 
+    def fetching(self) -> bool:
+        return self._fetcher is None or self._fetcher.ready
+
     def abort(self) -> None:
         """Abort the open transaction, and a commit in flight that failed; if even that
         fails, start over with new clients."""

@@ -147,6 +147,9 @@ class EmbeddedTransport:
         events, self._events = self._events, []
         return events
 
+    def fetching(self) -> bool:
+        return True
+
     def assignment(self) -> list[int]:
         return [0]
 

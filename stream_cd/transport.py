@@ -116,6 +116,10 @@ class Transport(Protocol):
     def assignment(self) -> list[int]:
         """The partitions held now."""
 
+    def fetching(self) -> bool:
+        """Whether messages of the held partitions that are there will come (False while a
+        fetch process is still starting): until then, nothing new is not idleness."""
+
     def abort(self) -> None:
         """Drop every output and checkpoint sent since the last commit."""
 

@@ -139,8 +139,8 @@ class Worker:
                 stats.stopped_by = "end-of-input"
                 break
             if step == "idle":
-                if not self.transport.assignment():
-                    idle_since = None  # waiting for partitions (a join, a rejoin) is not idleness
+                if not self.transport.assignment() or not self.transport.fetching():
+                    idle_since = None  # waiting for partitions (a join, a rejoin) or a fetch process is not idleness
                 elif idle_since is None:
                     idle_since = time.monotonic()
                 if idle_exit is not None and idle_since is not None and time.monotonic() - idle_since >= idle_exit:
