@@ -8,7 +8,8 @@ from stream_cd.config import PipelineConfig
 from stream_cd.specs import PRESETS
 from stream_cd.triggers import TriggerSettings
 
-__all__ = ["add_model_flags", "add_topic_flags", "config_from_args", "positive_int", "positive_float"]
+__all__ = ["add_model_flags", "add_topic_flags", "config_from_args", "positive_int", "positive_float",
+           "non_negative_float"]
 
 
 def positive_int(text: str) -> int:
@@ -28,6 +29,16 @@ def positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{value} must be positive")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{value} must be a finite number >= 0")
     return value
 
 
