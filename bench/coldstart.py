@@ -1,29 +1,32 @@
-"""Cold-start session adaptation on a simulated population (issue 5, ``bench/coldstart``).
+"""Cold-start session adaptation on simulated populations that differ in different ways (issues 5, 18).
 
-Not part of the test suite; no broker needed::
+Not part of the test suite (``tests/stream_cd/test_coldstart.py`` checks the
+same statements on smaller populations); no broker needed::
 
-    .venv/bin/python bench/coldstart.py [--warm-users 2000] [--eval-users 3000] [--seed 1]
+    .venv/bin/python bench/coldstart.py [--warm-users 2000] [--eval-users 3000] [--seed 1] [--reference]
 
-One stream of ``stream_cd.simulate.population`` events (``warm + eval`` users, 30
-events each, 200 sessions open at once). A global ``logreg`` (the preset:
-``StandardScaler | LogisticRegression``) serves and learns every event as in
-production: predict, score, then learn. The sessions of the first
-``--warm-users`` users train it; the sessions of the next ``--eval-users``
-users are the new sessions measured. For each of them, every candidate
-adaptation method keeps its own :class:`~stream_cd.serving.sessions.SessionStore` and
-is scored on the same global prediction (the adapters never touch the global
-model, so one global model serves all arms). At the k-th event of a session,
-k = 1..30: accuracy and log loss averaged over the new sessions, and, for the
-chosen method, the paired difference from global-only with its standard
-error.
+For each population of :data:`stream_cd.simulate.coldstart.POPULATIONS` (``bias``:
+users differ in base rate only; ``weights-small``: their weights depart by
+0.3 times the global weights; ``weights-large``: by 1.6 times, plus a per-user
+offset; ``weights-large-only``: the same weights without the offset), one
+stream of ``warm + eval`` users, 30 events each, 200 sessions open at once,
+through :func:`stream_cd.simulate.coldstart.accuracy_at_k`: a global ``logreg`` serves
+and learns every event; the first ``--warm-users`` users' sessions train it
+(and the learned prior); the next ``--eval-users`` users' sessions are the new
+sessions measured. Methods: global only; :class:`~stream_cd.serving.sessions.LogitResidual`
+with a fixed prior (today's default 1.5 / 0.5, a cautious 0.75 / 0.25, a bold
+3.0 / 1.0: offset / weight spreads); with the prior learned by empirical Bayes
+(:mod:`stream_cd.serving.session_prior`); a per-session SGD correction with fixed steps
+(0.5 offset, 0.2 weights, the best at k = 10 of six step pairs tried). With
+``--reference``, also the same adapter given the population's true spreads,
+and the full MAP refit after every event with the true prior (slow; it keeps
+the whole session).
 
-Then events/s of the serving loop with adaptation off (``predict_one`` +
-``learn_one``) and on (``predict_proba_one``, session predict, session learn,
-``learn_one``) on the same events, alternated ``--repeat`` times in one run,
-best of each, and the memory of one session.
+Then events/s of the serving loop with adaptation off, with the fixed prior and
+with the learned one, on the same events, alternated ``--repeat`` times, best of
+each, and the memory of one session.
 
-Writes ``bench/out/coldstart.csv`` (per k, every method), ``coldstart.md``,
-``coldstart.json`` and ``coldstart.png``.
+Writes ``bench/out/coldstart.{csv,md,json,png}``.
 """
 
 from __future__ import annotations
@@ -41,275 +44,224 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from river import linear_model, optim
 
-from stream_cd.simulate.population import simulate_population
-from stream_cd.serving.sessions import ClassCounts, LogitResidual, SessionAdapter, SessionStore, as_proba, top_class
+from stream_cd.simulate.coldstart import POPULATIONS, accuracy_at_k, methods
+from stream_cd.simulate.population import departure_spreads, simulate_population
+from stream_cd.serving.session_prior import BIAS, PopulationPrior
+from stream_cd.serving.sessions import LogitResidual, SessionAdapter, SessionStore, as_proba, top_class
 from stream_cd.learning.specs import ModelSpec
 
 OUT = Path(__file__).resolve().parent / "out"
-CHOSEN = "residual"
 K = 30
-
-
-# -- candidates that live only here --------------------------------------------
-
-def _logit(p: float) -> float:
-    p = min(max(p, 1e-6), 1 - 1e-6)
-    return math.log(p / (1 - p))
-
-
-class RiverSession(SessionAdapter):
-    """A per-session River LogisticRegression on [global logit, features], blended n/(n+k)."""
-
-    __slots__ = ("model", "k")
-
-    def __init__(self, k: float = 5.0, lr: float = 0.3) -> None:
-        super().__init__()
-        self.model = linear_model.LogisticRegression(optimizer=optim.SGD(lr))
-        self.k = k
-
-    @property
-    def weight(self) -> float:
-        return self.n / (self.n + self.k)
-
-    def _x(self, x: dict, p: float) -> dict:
-        return {**x, "global_logit": _logit(p)}
-
-    def predict(self, x: dict, global_pred: Any) -> Any:
-        if self.n == 0:
-            return global_pred
-        p = as_proba(global_pred).get(True, 0.0)
-        q = self.model.predict_proba_one(self._x(x, p)).get(True, 0.5)
-        w = self.weight
-        a = (1 - w) * p + w * q
-        return {False: 1 - a, True: a}
-
-    def learn(self, x: dict, y: Any, global_pred: Any) -> None:
-        self.model.learn_one(self._x(x, as_proba(global_pred).get(True, 0.0)), y)
-        self.n += 1
+KS = (1, 5, 10, 30)
 
 
 class MapRefit(SessionAdapter):
     """Reference, not a candidate (keeps the whole session): the MAP logistic correction
     refitted to convergence on all the session's events after each one, full covariance,
-    with the population's true prior scales."""
+    with the population's true prior spreads (offset, then each feature as ``x`` orders them)."""
 
-    __slots__ = ("rows", "offsets", "ys", "w", "prec")
+    __slots__ = ("rows", "offsets", "ys", "w", "prior")
 
-    def __init__(self, bias: float, weight: float, taste: float, n_features: int = 4) -> None:
+    def __init__(self, spreads: tuple[float, ...]) -> None:
         super().__init__()
         self.rows: list[list[float]] = []
         self.offsets: list[float] = []
         self.ys: list[float] = []
         self.w: np.ndarray | None = None
-        self.prec = (bias, weight, taste, n_features)
+        self.prior = 1.0 / np.maximum(np.array(spreads), 0.05) ** 2
 
     @property
     def weight(self) -> float:
         return 1.0 if self.n else 0.0
 
-    @staticmethod
-    def _row(x: dict) -> list[float]:
-        return [1.0, *(float(v) for v in x.values())]
-
     def predict(self, x: dict, global_pred: Any) -> Any:
         if self.w is None:
             return global_pred
-        p = as_proba(global_pred).get(True, 0.0)
-        z = _logit(p) + float(np.dot(self._row(x), self.w))
+        z = _logit(as_proba(global_pred).get(True, 0.0)) + float(np.dot([1.0, *x.values()], self.w))
         a = 1 / (1 + math.exp(-z))
         return {False: 1 - a, True: a}
 
     def learn(self, x: dict, y: Any, global_pred: Any) -> None:
-        self.rows.append(self._row(x))
+        self.rows.append([1.0, *(float(v) for v in x.values())])
         self.offsets.append(_logit(as_proba(global_pred).get(True, 0.0)))
         self.ys.append(float(y))
         self.n += 1
-        X, off, Y = np.array(self.rows), np.array(self.offsets), np.array(self.ys)
-        bias, weight, taste, nf = self.prec
-        prior = np.full(X.shape[1], 1 / taste**2)
-        prior[0] = 1 / bias**2
-        prior[1:1 + nf] = 1 / weight**2
+        X, off, Y, prior = np.array(self.rows), np.array(self.offsets), np.array(self.ys), self.prior
         w = np.zeros(X.shape[1]) if self.w is None else self.w
         for _ in range(20):
             q = 1 / (1 + np.exp(-(off + X @ w)))
-            grad = X.T @ (Y - q) - prior * w
-            hess = (X * (q * (1 - q))[:, None]).T @ X + np.diag(prior)
-            step = np.linalg.solve(hess, grad)
+            step = np.linalg.solve((X * (q * (1 - q))[:, None]).T @ X + np.diag(prior), X.T @ (Y - q) - prior * w)
             w = w + step
             if np.abs(step).max() < 1e-6:
                 break
         self.w = w
 
 
-def candidates(args: argparse.Namespace) -> dict[str, Any]:
-    out = {
-        "offset": functools.partial(LogitResidual, features=()),
-        "counts": functools.partial(ClassCounts, prior=8.0),
-        "river-lr": RiverSession,
-        "residual": LogitResidual,
-        "residual+blend3": functools.partial(LogitResidual, blend=3.0),
-    }
-    if args.reference:
-        out["map-refit (ref.)"] = functools.partial(MapRefit, args.user_bias, args.user_weight, args.user_taste)
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return math.log(p / (1 - p))
+
+
+class TruePrior(PopulationPrior):
+    """Reference: the population's true spreads, never updated (the adapter given the truth)."""
+
+    def __init__(self, spreads: tuple[float, ...]) -> None:
+        super().__init__()
+        names = [BIAS, "f0", "f1", "f2", "f3", "genre_0", "genre_1", "genre_2", "genre_3"]
+        self._prec = {name: 1.0 / max(sd, 0.05) ** 2 for name, sd in zip(names, spreads)}
+
+    def observe(self, posterior: Any) -> None:
+        pass
+
+
+def true_spreads(population: dict[str, Any]) -> tuple[float, ...]:
+    bias, w, g = departure_spreads(population["departure"], population["departure_scale"])
+    return (bias, *w, *g)
+
+
+def compare(args: argparse.Namespace) -> dict[str, Any]:
+    """Every method on every population: accuracy, log loss, paired differences, learned spreads."""
+    out = {}
+    for name in args.populations:
+        population = POPULATIONS[name]
+        stores = methods()
+        if args.reference:
+            truth = true_spreads(population)
+            stores["adapter, true prior (ref.)"] = functools.partial(SessionStore, functools.partial(
+                LogitResidual, population=TruePrior(truth)), ttl_ms=None, learn_prior=False)
+            stores["map refit, true prior (ref.)"] = functools.partial(
+                SessionStore, functools.partial(MapRefit, truth), ttl_ms=None, learn_prior=False)
+        t0 = time.perf_counter()
+        r = accuracy_at_k(population, stores, warm_users=args.warm_users, eval_users=args.eval_users, seed=args.seed)
+        diff = {}
+        for k in KS:
+            for other in ("global", "fixed (today)", "sgd (fixed steps)"):
+                d = r.correct["learned"][:, k - 1].astype(float) - r.correct[other][:, k - 1]
+                diff[f"k={k} learned-{other}"] = (float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d))))
+        spreads = dict(zip(["bias", "f0", "f1", "f2", "f3", "genre_0", "genre_1", "genre_2", "genre_3"],
+                           true_spreads(population)))
+        out[name] = {"accuracy": r.accuracy, "log_loss": r.log_loss, "sessions": r.sessions, "diff": diff,
+                     "learned_spreads": r.stores["learned"].prior.spreads(), "true_spreads": spreads,
+                     "seconds": round(time.perf_counter() - t0, 1)}
+        print(f"{name}: {out[name]['seconds']} s", file=sys.stderr, flush=True)
     return out
 
 
-# -- accuracy at the k-th event ------------------------------------------------
+# -- events/s with adaptation off, fixed and learned ---------------------------
 
-def population(args: argparse.Namespace, n_users: int):
-    return simulate_population(n_users, K, args.seed, user_bias=args.user_bias,
-                               user_weight=args.user_weight, user_taste=args.user_taste)
-
-
-def coldstart(args: argparse.Namespace) -> dict[str, Any]:
-    methods = candidates(args)
-    names = ["global", *methods, "oracle"]
-    stores = {m: SessionStore(f, max_sessions=10_000, ttl_ms=30 * 60 * 1000) for m, f in methods.items()}
-    correct = {m: [[] for _ in range(K)] for m in names}  # per k, one 0/1 per new session
-    loss = {m: np.zeros(K) for m in names if m != "oracle"}
+def loop(events: list, store: SessionStore | None) -> float:
     model = ModelSpec.parse("logreg").build()
     t0 = time.perf_counter()
-    for event, truth in population(args, args.warm_users + args.eval_users):
-        x, y, s, ts = event["x"], event["y"], event["session"], event["ts"]
-        proba = model.predict_proba_one(x)
-        if truth.user >= args.warm_users:
-            k = truth.k
-            preds = {"global": proba}
-            for m, store in stores.items():
-                preds[m] = store.predict(s, x, proba, ts)
-            for m, p in preds.items():
-                correct[m][k].append(top_class(p) == y)
-                loss[m][k] -= math.log(max(1e-15, as_proba(p).get(y, 0.0)))
-            correct["oracle"][k].append((truth.p > 0.5) == y)
-            for m, store in stores.items():
-                store.learn(s, x, y, proba, ts)
-        model.learn_one(x, y)
-    elapsed = time.perf_counter() - t0
-    n = np.array([len(c) for c in correct["global"]])
-    table = {m: {"accuracy": [float(np.mean(c)) for c in correct[m]]} for m in names}
-    for m in loss:
-        table[m]["log_loss"] = list(loss[m] / n)
-    diff = {}
-    for k in range(K):
-        d = np.array(correct[CHOSEN][k], float) - np.array(correct["global"][k], float)
-        diff[k + 1] = (float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d))))
-    return {"table": table, "sessions": int(n.min()), "diff": diff, "seconds": round(elapsed, 1),
-            "store_stats": stores[CHOSEN].stats()}
-
-
-# -- events/s with adaptation on and off -------------------------------------
-
-def loop_off(events: list) -> float:
-    model = ModelSpec.parse("logreg").build()
-    t0 = time.perf_counter()
-    for x, y, s, ts in events:
-        model.predict_one(x)
-        model.learn_one(x, y)
+    if store is None:
+        for x, y, s, ts in events:
+            model.predict_one(x)
+            model.learn_one(x, y)
+    else:
+        for x, y, s, ts in events:
+            proba = model.predict_proba_one(x)
+            top_class(store.predict(s, x, proba, ts))
+            store.learn(s, x, y, proba, ts)
+            model.learn_one(x, y)
     return len(events) / (time.perf_counter() - t0)
-
-
-def loop_on(events: list) -> tuple[float, SessionStore]:
-    model = ModelSpec.parse("logreg").build()
-    store = SessionStore(LogitResidual, max_sessions=10_000, ttl_ms=30 * 60 * 1000)
-    t0 = time.perf_counter()
-    for x, y, s, ts in events:
-        proba = model.predict_proba_one(x)
-        top_class(store.predict(s, x, proba, ts))
-        store.learn(s, x, y, proba, ts)
-        model.learn_one(x, y)
-    return len(events) / (time.perf_counter() - t0), store
 
 
 def throughput(args: argparse.Namespace) -> dict[str, Any]:
     events = [(e["x"], e["y"], e["session"], e["ts"])
-              for e, _ in population(args, args.speed_events // K)]
-    off, on = [], []
+              for e, _ in simulate_population(args.speed_events // K, K, args.seed, **POPULATIONS["weights-large"])]
+    rates: dict[str, list[float]] = {"off": [], "fixed": [], "learned": []}
     for _ in range(args.repeat):
-        off.append(loop_off(events))
-        rate, store = loop_on(events)
-        on.append(rate)
-    # memory of one session: the store's live adapters, traced
+        rates["off"].append(loop(events, None))
+        rates["fixed"].append(loop(events, SessionStore(LogitResidual, learn_prior=False)))
+        rates["learned"].append(loop(events, SessionStore(LogitResidual)))
+    store = SessionStore(LogitResidual)
     tracemalloc.start()
     before = tracemalloc.take_snapshot()
-    _, store = loop_on(events[: 200 * K])
+    loop(events[: 200 * K], store)
     after = tracemalloc.take_snapshot()
     tracemalloc.stop()
     traced = sum(s.size_diff for s in after.compare_to(before, "filename")
-                 if "sessions.py" in s.traceback[0].filename or "collections" in s.traceback[0].filename)
-    per_session = traced / max(1, len(store))
-    pickled = len(pickle.dumps(store)) / max(1, len(store))
-    return {"events": len(events), "off": max(off), "on": max(on), "ratio": max(on) / max(off),
-            "bytes_per_session": round(per_session), "pickled_bytes_per_session": round(pickled)}
+                 if "session" in s.traceback[0].filename or "collections" in s.traceback[0].filename)
+    best = {m: max(r) for m, r in rates.items()}
+    return {"events": len(events), **best, "bytes_per_session": round(traced / max(1, len(store))),
+            "pickled_bytes_per_session": round(len(pickle.dumps(store)) / max(1, len(store)))}
 
 
 # -- output ----------------------------------------------------------------------
 
+def table(result: dict[str, Any], metric: str) -> list[str]:
+    lines = ["| population | method | " + " | ".join(f"k={k}" for k in KS) + " |", "|---" * (len(KS) + 2) + "|"]
+    for name, r in result.items():
+        for m, values in r[metric].items():
+            lines.append(f"| {name} | {m} | " + " | ".join(f"{values[k - 1]:.3f}" for k in KS) + " |")
+    return lines
+
+
+def report(result: dict[str, Any], speed: dict[str, Any], args: argparse.Namespace) -> list[str]:
+    n = next(iter(result.values()))["sessions"]
+    lines = [f"Accuracy at the k-th event of {n:,} new sessions per population "
+             f"(seed {args.seed}, {args.warm_users:,} warm-up users)", "", *table(result, "accuracy"),
+             "", "Log loss (lower is better)", "", *table(result, "log_loss"), "",
+             "Learned minus other, accuracy (paired, ± 1 s.e.)", ""]
+    for name, r in result.items():
+        lines.append(f"- {name}: " + ", ".join(f"{key.split(' ')[0]} {key.split('learned-')[1]} {d:+.3f} ± {se:.3f}"
+                                              for key, (d, se) in r["diff"].items() if key.startswith(("k=5", "k=10"))))
+    lines += ["", "Spreads (sd, logits): learned / true", ""]
+    for name, r in result.items():
+        learned = r["learned_spreads"]
+        lines.append(f"- {name}: " + ", ".join(
+            f"{c} {learned.get(c, learned['features']):.2f}/{t:.2f}" for c, t in r["true_spreads"].items()))
+    lines += ["", f"events/s on {speed['events']:,} events, best of {args.repeat}: adaptation off {speed['off']:,.0f}, "
+              f"fixed prior {speed['fixed']:,.0f}, learned prior {speed['learned']:,.0f} "
+              f"(learned/fixed {speed['learned'] / speed['fixed']:.2f}); one session ≈ "
+              f"{speed['bytes_per_session']} bytes in memory, {speed['pickled_bytes_per_session']} bytes pickled"]
+    return lines
+
+
 def write(result: dict[str, Any], speed: dict[str, Any], args: argparse.Namespace) -> None:
     OUT.mkdir(exist_ok=True)
-    table = result["table"]
-    names = list(table)
     with open(OUT / f"coldstart{args.suffix}.csv", "w") as f:
-        cols = [f"{m}_{metric}" for m in names for metric in ("accuracy", "log_loss") if metric in table[m]]
-        f.write("k," + ",".join(c.replace(" ", "_") for c in cols) + "\n")
-        for k in range(K):
-            row = [table[m][metric][k] for m in names for metric in ("accuracy", "log_loss") if metric in table[m]]
-            f.write(f"{k + 1}," + ",".join(f"{v:.4f}" for v in row) + "\n")
-    ks = (1, 2, 5, 10, 20, 30)
-    lines = [f"Accuracy at the k-th event of {result['sessions']:,} new sessions (seed {args.seed}, "
-             f"user_bias {args.user_bias}, user_weight {args.user_weight}, user_taste {args.user_taste})", "",
-             "| method | " + " | ".join(f"k={k}" for k in ks) + " |",
-             "|---" * (len(ks) + 1) + "|"]
-    for m in names:
-        lines.append(f"| {m} | " + " | ".join(f"{table[m]['accuracy'][k - 1]:.3f}" for k in ks) + " |")
-    lines += ["", "Log loss", "", "| method | " + " | ".join(f"k={k}" for k in ks) + " |",
-              "|---" * (len(ks) + 1) + "|"]
-    for m in names:
-        if "log_loss" in table[m]:
-            lines.append(f"| {m} | " + " | ".join(f"{table[m]['log_loss'][k - 1]:.3f}" for k in ks) + " |")
-    lines += ["", f"{CHOSEN} minus global, accuracy (paired, ± 1 s.e.): "
-              + ", ".join(f"k={k}: {result['diff'][k][0]:+.3f} ± {result['diff'][k][1]:.3f}" for k in ks),
-              "", f"events/s on {speed['events']:,} events, best of {args.repeat}: adaptation off "
-              f"{speed['off']:,.0f}, on {speed['on']:,.0f}, ratio on/off {speed['ratio']:.2f}; "
-              f"one session ≈ {speed['bytes_per_session']} bytes in memory, "
-              f"{speed['pickled_bytes_per_session']} bytes pickled"]
+        f.write("population,method,k,accuracy,log_loss\n")
+        for name, r in result.items():
+            for m in r["accuracy"]:
+                for k in range(K):
+                    f.write(f"{name},{m},{k + 1},{r['accuracy'][m][k]:.4f},{r['log_loss'][m][k]:.4f}\n")
+    lines = report(result, speed, args)
     (OUT / f"coldstart{args.suffix}.md").write_text("\n".join(lines) + "\n")
     (OUT / f"coldstart{args.suffix}.json").write_text(json.dumps(
-        {"args": vars(args), "python": platform.python_version(), "sessions": result["sessions"],
-         "diff": result["diff"], "store_stats": result["store_stats"], "throughput": speed,
-         "table": table}, indent=1))
-    plot(table, result, args)
+        {"args": vars(args), "python": platform.python_version(), "throughput": speed, "populations": result},
+        indent=1))
+    plot(result, args)
     print("\n".join(lines))
 
 
-def plot(table: dict, result: dict, args: argparse.Namespace) -> None:
+STYLE = {"global": dict(color="black", lw=2.2), "learned": dict(color="tab:blue", lw=2.6),
+         "fixed (today)": dict(color="tab:orange", lw=1.6), "sgd (fixed steps)": dict(color="tab:green", lw=1.6),
+         "fixed, cautious": dict(color="tab:purple", lw=1.0, ls="--"),
+         "fixed, bold": dict(color="tab:brown", lw=1.0, ls="--"),
+         "adapter, true prior (ref.)": dict(color="grey", lw=1.0, ls=":"),
+         "map refit, true prior (ref.)": dict(color="tab:red", lw=1.0, ls=":")}
+
+
+def plot(result: dict[str, Any], args: argparse.Namespace) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     ks = np.arange(1, K + 1)
-    style = {"global": dict(color="black", lw=2.2, label="global only"),
-             CHOSEN: dict(color="tab:blue", lw=2.6, label=f"adapted: {CHOSEN} (chosen)"),
-             "oracle": dict(color="grey", lw=1.2, ls=":", label="oracle (true p)")}
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 5.4))
-    for m in table:
-        st = style.get(m, dict(lw=1.0, alpha=0.8, ls="--", label=m))
-        ax1.plot(ks, table[m]["accuracy"], **st)
-        if "log_loss" in table[m]:
-            ax2.plot(ks, table[m]["log_loss"], **st)
-    target = table["global"]["accuracy"][9] + 0.10
-    ax1.plot([10], [target], marker="v", color="tab:red", ms=9, ls="none", label="target at k=10 (global + 0.10)")
-    ax1.set(xlabel="k-th event of a new session", ylabel="accuracy", xlim=(1, K),
-            title=f"Accuracy, {result['sessions']:,} new sessions")
-    ax2.set(xlabel="k-th event of a new session", ylabel="log loss", xlim=(1, K), title="Log loss (lower is better)")
-    for ax in (ax1, ax2):
+    fig, axes = plt.subplots(1, len(result), figsize=(4.2 * len(result), 4.6), sharey=True, squeeze=False)
+    for ax, (name, r) in zip(axes[0], result.items()):
+        for m, acc in r["accuracy"].items():
+            ax.plot(ks, acc, label=m, **STYLE.get(m, dict(lw=1.0, ls="--", alpha=0.8)))
+        ax.axvline(10, color="grey", lw=0.6, ls=":")
+        ax.set(title=name, xlabel="k-th event of a new session", xlim=(1, K))
         ax.grid(alpha=0.3)
-    handles, labels = ax1.get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=5, fontsize=8, frameon=False)
-    fig.suptitle(f"Cold-start adaptation, simulated population (user_bias {args.user_bias}, "
-                 f"user_weight {args.user_weight}, user_taste {args.user_taste}, seed {args.seed})", fontsize=10)
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    axes[0][0].set_ylabel("accuracy")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
+    fig.suptitle(f"Cold-start adaptation, fixed vs learned prior ({next(iter(result.values()))['sessions']:,} "
+                 f"new sessions per population, seed {args.seed})", fontsize=10)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(OUT / f"coldstart{args.suffix}.png", dpi=110)
     plt.close(fig)
 
@@ -319,16 +271,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warm-users", type=int, default=2000)
     parser.add_argument("--eval-users", type=int, default=3000)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--user-bias", type=float, default=2.0)
-    parser.add_argument("--user-weight", type=float, default=0.7)
-    parser.add_argument("--user-taste", type=float, default=1.0)
+    parser.add_argument("--populations", nargs="+", choices=list(POPULATIONS), default=list(POPULATIONS))
     parser.add_argument("--speed-events", type=int, default=60_000)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--no-reference", dest="reference", action="store_false",
-                        help="skip the MAP-refit reference (slow)")
+    parser.add_argument("--reference", action="store_true", help="add the MAP refit with the true prior (slow)")
     parser.add_argument("--suffix", default="", help="appended to the output file names")
     args = parser.parse_args(argv)
-    result = coldstart(args)
+    result = compare(args)
     speed = throughput(args)
     write(result, speed, args)
     return 0

@@ -10,7 +10,8 @@ from stream_cd.config import PipelineConfig
 from stream_cd.learning.specs import PRESETS
 from stream_cd.learning.triggers import TriggerSettings
 
-__all__ = ["add_model_flags", "add_topic_flags", "config_from_args", "positive_int", "positive_float", "probability"]
+__all__ = ["add_model_flags", "add_topic_flags", "config_from_args", "positive_int", "positive_float", "probability",
+           "non_negative_float"]
 
 
 def positive_int(text: str) -> int:
@@ -56,6 +57,16 @@ def label(text: str) -> bool | int | float | str:
         return text
     if type(value) not in (bool, int, float, str):
         raise argparse.ArgumentTypeError(f"{text!r} is not a label: give a boolean, a number or a string")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{value} must be a finite number >= 0")
     return value
 
 

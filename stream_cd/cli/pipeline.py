@@ -16,7 +16,8 @@ from typing import Any, Iterator
 
 import orjson
 
-from stream_cd.cli.options import add_model_flags, add_topic_flags, config_from_args, positive_float, positive_int
+from stream_cd.cli.options import (add_model_flags, add_topic_flags, config_from_args, non_negative_float,
+                                   positive_float, positive_int)
 from stream_cd.decisions import Decision
 from stream_cd.errors import ConfigError
 from stream_cd.report import decision_line, summary_json, summary_table
@@ -321,6 +322,7 @@ def _decisions(args: argparse.Namespace) -> int:
 
 def _register_generate(commands: argparse._SubParsersAction) -> None:
     from stream_cd.simulate.datasets import GENERATORS
+    from stream_cd.simulate.population import DEPARTURES
 
     p = commands.add_parser(
         "generate",
@@ -340,7 +342,22 @@ def _register_generate(commands: argparse._SubParsersAction) -> None:
                    "feedback (id and y), as labels reach a production system; default: labeled events")
     p.add_argument("--n-users", type=positive_int, default=1000, metavar="U", help="sessions: number of users, one session each (default: 1000)")
     p.add_argument("--events-per-session", type=positive_int, default=30, metavar="K", help="sessions: labeled events per session (default: 30)")
+    p.add_argument("--departure", choices=DEPARTURES, help="sessions: how users depart from the global pattern: "
+                   "their base rate (bias), their feature weights (weights) or both; default: the issue-5 mix "
+                   "(base rate spread 2.0, weights 0.7, genre tastes 1.0 in logits)")
+    p.add_argument("--departure-scale", type=non_negative_float, metavar="S",
+                   help="sessions: size of each user's departure relative to the global pattern: weights move by "
+                   "S times the global weights' size, the base rate by S times the global logit's spread "
+                   "(default: 1.0; --departure defaults to both when only this is given)")
     p.set_defaults(run=_generate)
+
+
+def _departure(args: argparse.Namespace) -> dict[str, Any]:
+    """The population options of ``--departure`` and ``--departure-scale`` (none: the default mix)."""
+    if args.departure is None and args.departure_scale is None:
+        return {}
+    scale = 1.0 if args.departure_scale is None else args.departure_scale
+    return {"departure": args.departure or "both", "departure_scale": scale}
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -349,7 +366,8 @@ def _generate(args: argparse.Namespace) -> int:
     if args.name == "sessions":
         from stream_cd.simulate.population import sessions_population
 
-        events = sessions_population(args.n_users, args.events_per_session, args.seed, key=args.key)
+        events = sessions_population(args.n_users, args.events_per_session, args.seed, key=args.key,
+                                     **_departure(args))
     else:
         events = generate(args.name, args.n, args.seed, args.drift_at, args.key)
     if args.feedback_delay:

@@ -1,52 +1,24 @@
 """Cold-start session adaptation: a session's own feedback adapts the global model's predictions.
 
 A new session (a user with no history, or one idle longer than the TTL) is
-served the global champion's prediction as is. As the session's labelled
-events arrive, a small per-session adapter learns how this session departs
-from the global model and corrects the champion's prediction for it. The
-global model is never touched: an adapter reads the champion's prediction and
-keeps only its own state, so one session's feedback changes neither the
-champion nor any other session (issue 5).
+served the global champion's prediction as is; as its labelled events arrive,
+its adapter (:class:`LogitResidual`, :class:`ClassCounts`, :class:`MeanShift`;
+about 2.6 kB each) learns how it departs from the global model and corrects the
+champion's prediction for it. The global model is never touched. How far a
+session may depart (the adapters' prior, per feature and for the offset) is
+learned from the sessions the model key has seen (:mod:`stream_cd.serving.session_prior`,
+issue 18), so one session's feedback changes other sessions' predictions
+through that population-level prior only: it sets where new sessions, and a
+session's features not seen before, start, and never touches another session's
+state. :class:`SessionStore` holds a model key's adapters and their prior,
+bounded (LRU) and with a TTL in event time; it pickles into the checkpoint.
 
-Adapters (one per session, a few hundred bytes each):
-
-* :class:`LogitResidual` (classification, the default): a Bayesian logistic
-  correction of the champion's probability. For each class ``c`` the adapted
-  logit is ``logit(p_c) + b_c + sum_j w_cj * x_j`` with a Gaussian prior
-  centred on zero (on the global prediction), fitted online by one diagonal
-  Newton step per event (a Laplace approximation). With no feedback it returns
-  the global prediction exactly; the prior shrinks the correction towards the
-  global model until the session has shown enough. ``features=()`` keeps only
-  the per-session offset ``b_c``.
-* :class:`ClassCounts` (classification): Beta/Dirichlet counts with a prior
-  centred on the global prediction, ``(prior * p_c + n_c) / (prior + n)``.
-* :class:`MeanShift` (regression): the global prediction plus the session's
-  mean residual, shrunk by ``prior`` pseudo-events at zero.
-
-:class:`SessionStore` holds the adapters of one model key: bounded in number
-(least recently used evicted) and with a TTL in event time, after which a
-session starts fresh. It pickles, so it goes into the model key's checkpoint.
-
-How the method was chosen (``bench/coldstart.py``: simulated population of
-:mod:`stream_cd.simulate.population`, 3,000 new sessions after 2,000 warm-up users, a
-global ``logreg`` learning every event). Accuracy at the 1st / 5th / 10th /
-30th event of a new session:
-
-====================================  =====  =====  =====  =====
-global only                           0.649  0.644  0.653  0.657
-per-session logit offset              0.649  0.722  0.755  0.752
-:class:`ClassCounts` (prior 8)        0.649  0.715  0.734  0.710
-River LogisticRegression per session  0.649  0.658  0.698  0.765
-on [global logit, x], blend n/(n+5)
-:class:`LogitResidual` (chosen)       0.649  0.728  0.764  0.793
-same with an extra blend n/(n+3)      0.649  0.720  0.766  0.794
-full MAP refit, true prior (ref.)     0.649  0.729  0.763  0.810
-====================================  =====  =====  =====  =====
-
-:class:`LogitResidual` has the lowest log loss of the candidates at every
-k >= 2 (all equal the global model at k = 1), ties in accuracy with its blended
-variant (so no extra blend by default), and is within a point of the full
-refit, which has to keep the whole session.
+How it was chosen (``bench/coldstart.py``, tables in ``bench/README.md``): issue
+5 picked :class:`LogitResidual` over four other adapters; with the learned prior
+(issue 18) it is, at a new session's 10th event, as accurate as the best of
+three fixed priors and a per-session SGD correction on each of four simulated
+populations or better (0.737 against 0.689 where users' weights differ a lot),
+and within a point of a full MAP refit that knows the true prior.
 
 >>> store = SessionStore(LogitResidual, max_sessions=2, ttl_ms=60_000)
 >>> global_p = {False: 0.7, True: 0.3}          # the champion's predict_proba_one
@@ -68,8 +40,11 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from typing import Any
+
+from stream_cd.serving.session_prior import BIAS as _BIAS
+from stream_cd.serving.session_prior import PopulationPrior
 
 __all__ = [
     "SessionAdapter",
@@ -82,7 +57,6 @@ __all__ = [
 ]
 
 _EPS = 1e-6
-_BIAS = "\x00bias"  # the key of the per-class offset in a weight table; no feature name starts with NUL
 
 
 def _logit(p: float) -> float:
@@ -149,9 +123,18 @@ class SessionAdapter:
     def learn(self, x: dict, y: Any, global_pred: Any) -> None:
         raise NotImplementedError
 
+    def new_population_prior(self) -> PopulationPrior | None:
+        """A prior for a :class:`SessionStore` to learn and set as its adapters' ``population``."""
+        return None  # this kind of adapter learns no population prior
+
 
 class LogitResidual(SessionAdapter):
     """Bayesian per-session logistic correction of the global class probabilities.
+
+    For each class ``c`` the adapted logit is ``logit(p_c) + b_c + sum_j w_cj * x_j`` with a
+    Gaussian prior centred on zero (on the global prediction), fitted online by one diagonal
+    Newton step per event: a Laplace approximation, as Chapelle and Li (2011) fit Bayesian
+    logistic regression online. With no feedback it returns the global prediction exactly.
 
     Parameters
     ----------
@@ -167,6 +150,11 @@ class LogitResidual(SessionAdapter):
     blend
         ``k`` of an extra linear blend ``(1 - w) * global + w * adapted``, ``w = n / (n + k)``;
         0 (the default, best measured) leaves the shrinkage to the prior.
+    population
+        The :class:`~stream_cd.serving.session_prior.PopulationPrior` of the model key's sessions (a
+        :class:`SessionStore` sets it): a new coordinate starts from its learned spread, not
+        ``prior_bias`` / ``prior_weight``, and the session reports its posterior when due. A
+        session keeps the prior each coordinate started with: it changes only as it learns.
 
     Examples
     --------
@@ -183,7 +171,7 @@ class LogitResidual(SessionAdapter):
     (30, 0.936)
     """
 
-    __slots__ = ("prior_bias", "prior_weight", "features", "blend", "_w", "_h")
+    __slots__ = ("prior_bias", "prior_weight", "features", "blend", "_w", "_h", "population")
 
     def __init__(
         self,
@@ -191,6 +179,7 @@ class LogitResidual(SessionAdapter):
         prior_weight: float = 0.5,
         features: Iterable[str] | None = None,
         blend: float = 0.0,
+        population: PopulationPrior | None = None,
     ) -> None:
         super().__init__()
         self.prior_bias = prior_bias
@@ -199,6 +188,23 @@ class LogitResidual(SessionAdapter):
         self.blend = blend
         self._w: dict[Any, dict[str, float]] = {}  # class -> feature (or _BIAS) -> weight
         self._h: dict[Any, dict[str, float]] = {}  # class -> feature -> posterior precision
+        self.population = population
+
+    def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
+        self.population = None  # a checkpoint from before issue 18 has no population prior
+        for name, value in state[1].items():
+            setattr(self, name, value)
+
+    def new_population_prior(self) -> PopulationPrior | None:
+        """One that starts from this adapter's fixed prior; None if it has a population."""
+        return PopulationPrior(self.prior_bias, self.prior_weight) if self.population is None else None
+
+    def posterior(self) -> Iterator[tuple[str, float, float]]:
+        """``(coordinate, posterior mean, posterior precision)`` of every class's correction."""
+        for c, w in self._w.items():
+            h = self._h[c]
+            for name, mean in w.items():
+                yield name, mean, h[name]
 
     def _inputs(self, x: dict) -> list[tuple[str, float]]:
         out = [(_BIAS, 1.0)]
@@ -228,9 +234,9 @@ class LogitResidual(SessionAdapter):
         """The share of the offset's precision that comes from the session's own events."""
         if self.n == 0:
             return 0.0
-        prior = 1.0 / self.prior_bias**2
+        prior = 1.0 / self.prior_bias**2 if self.population is None else self.population.precision(_BIAS)
         post = max(h.get(_BIAS, prior) for h in self._h.values())
-        share = 1.0 - prior / post
+        share = max(0.0, 1.0 - prior / post)
         if self.blend:
             share *= self.n / (self.n + self.blend)
         return share
@@ -254,6 +260,7 @@ class LogitResidual(SessionAdapter):
             proba = {**proba, y: 0.0}
         inputs = self._inputs(x)
         scores = self._scores(inputs, proba)
+        population = self.population
         prior_b = 1.0 / self.prior_bias**2
         prior_f = 1.0 / self.prior_weight**2
         for c, q in scores.items():
@@ -267,11 +274,16 @@ class LogitResidual(SessionAdapter):
             for name, v in inputs:
                 prec = hc.get(name)
                 if prec is None:
-                    prec = prior_b if name is _BIAS else prior_f
+                    if population is None:
+                        prec = prior_b if name is _BIAS else prior_f
+                    else:
+                        prec = population.precision(name)
                 prec += h * v * v
                 hc[name] = prec
                 w[name] = w.get(name, 0.0) + g * v / prec
         self.n += 1
+        if population is not None and population.due(self.n):
+            population.observe(self.posterior())
 
 
 class ClassCounts(SessionAdapter):
@@ -358,6 +370,10 @@ class SessionStore:
     ttl_ms
         A session idle longer than this, in event time (milliseconds), starts fresh: continuous
         cold start. ``None``: no TTL. Events without a time neither expire nor refresh sessions.
+    learn_prior
+        Learn how far sessions depart from the global model from the sessions seen, as the
+        ``prior`` its adapters share (:mod:`stream_cd.serving.session_prior`), if they can
+        (:class:`LogitResidual`); False: each adapter keeps its fixed prior.
 
     A prediction request of an unknown session gets the global prediction and creates no state;
     only labelled events (``learn``) create sessions. Any event of a known session makes it the
@@ -373,11 +389,14 @@ class SessionStore:
     (['a', 'c'], {'sessions': 2, 'created': 3, 'evicted': 1, 'expired': 0})
     """
 
+    prior: PopulationPrior | None = None  # what a checkpoint from before issue 18 restores to
+
     def __init__(
         self,
         adapter: Callable[[], SessionAdapter] = LogitResidual,
         max_sessions: int = 10_000,
         ttl_ms: int | None = 30 * 60 * 1000,
+        learn_prior: bool = True,
     ) -> None:
         if max_sessions < 1:
             raise ValueError(f"max_sessions is {max_sessions}; it must be at least 1")
@@ -386,6 +405,7 @@ class SessionStore:
         self.adapter = adapter
         self.max_sessions = max_sessions
         self.ttl_ms = ttl_ms
+        self.prior = adapter().new_population_prior() if learn_prior else None
         self._sessions: OrderedDict[Hashable, list] = OrderedDict()  # session -> [adapter, last ts]
         self.created = 0
         self.evicted = 0
@@ -430,6 +450,8 @@ class SessionStore:
         adapter = self.get(session, ts)
         if adapter is None:
             adapter = self.adapter()
+            if self.prior is not None:
+                adapter.population = self.prior  # type: ignore[attr-defined]
             sessions = self._sessions
             sessions[session] = [adapter, ts]
             self.created += 1

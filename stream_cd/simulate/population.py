@@ -13,6 +13,16 @@ are). The probability of a like is a logistic function of
   every attribute weight ``~ N(0, user_weight)``, and a taste for every genre
   ``~ N(0, user_taste)``.
 
+``departure`` and ``departure_scale`` (``stream-cd generate sessions
+--departure bias|weights|both --departure-scale S``) set those spreads in
+units of the global pattern instead, to make populations that differ in
+different ways (issue 18): ``S`` is how far a user departs relative to the
+global pattern. ``bias``: only the base-rate offset, ``~ N(0, S * sd)`` where
+``sd`` is the spread of the global logit over items; ``weights``: every
+attribute weight and genre effect ``g_j`` perturbed by ``~ N(0, S * |g_j|)``
+(a user's weights depart by about ``S`` times the global weights' size, the
+strong effects the most), no offset; ``both``: the two together.
+
 Users arrive over time: ``concurrency`` sessions are open at once, each event
 comes from one of them at random, and a session that has had its
 ``events_per_session`` events closes and lets the next user in, so a worker
@@ -40,10 +50,12 @@ import numpy as np
 from stream_cd.simulate.datasets import START_TS, STEP_MS
 from stream_cd.errors import ConfigError
 
-__all__ = ["sessions_population", "simulate_population", "Truth", "GLOBAL_WEIGHTS", "GLOBAL_GENRES"]
+__all__ = ["sessions_population", "simulate_population", "departure_spreads", "Truth",
+           "GLOBAL_WEIGHTS", "GLOBAL_GENRES", "DEPARTURES"]
 
 GLOBAL_WEIGHTS = (1.2, -0.8, 0.6, 0.3, -0.5, 0.4, 0.2, -0.2)  # attribute weights of the global pattern
 GLOBAL_GENRES = (0.6, -0.6, 0.3, -0.3, 0.5, -0.5, 0.2, -0.2)  # genre effects of the global pattern
+DEPARTURES = ("bias", "weights", "both")  # how users depart from the global pattern (issue 18)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +81,34 @@ def _check(n_users: int, events_per_session: int, n_features: int, n_genres: int
         raise ConfigError(f"concurrency {concurrency}: at least one session must be open")
 
 
+def departure_spreads(
+    departure: str, scale: float, n_features: int = 4, n_genres: int = 4
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """The spreads ``(user_bias, user_weight, user_taste)`` of a ``departure`` of size ``scale``.
+
+    ``user_weight`` and ``user_taste`` are per attribute and per genre: ``scale`` times the
+    size of the global weight; ``user_bias`` is ``scale`` times the spread of the global
+    logit over items (so ``both`` moves a user's logit about as much by either part).
+
+    >>> b, w, g = departure_spreads("both", 1.6)
+    >>> round(b, 3), w.round(2).tolist(), g.round(2).tolist()
+    (2.656, [1.92, 1.28, 0.96, 0.48], [0.96, 0.96, 0.48, 0.48])
+    >>> b, w, g = departure_spreads("bias", 1.2)
+    >>> round(b, 3), w.tolist(), g.tolist()
+    (1.992, [0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0])
+    """
+    if departure not in DEPARTURES:
+        raise ConfigError(f"--departure {departure!r}: pick one of {', '.join(DEPARTURES)}")
+    if not (scale >= 0 and math.isfinite(scale)):
+        raise ConfigError(f"--departure-scale {scale}: it must be a finite number >= 0")
+    w = np.abs(np.array(GLOBAL_WEIGHTS[:n_features]))
+    g = np.array(GLOBAL_GENRES[:n_genres])
+    logit_sd = math.sqrt(float(w @ w) + float(np.mean(g**2)))
+    bias = scale * logit_sd if departure in ("bias", "both") else 0.0
+    keep = 1.0 if departure in ("weights", "both") else 0.0
+    return bias, keep * scale * w, keep * scale * np.abs(g)
+
+
 def simulate_population(
     n_users: int,
     events_per_session: int = 30,
@@ -77,8 +117,10 @@ def simulate_population(
     n_features: int = 4,
     n_genres: int = 4,
     user_bias: float = 2.0,
-    user_weight: float = 0.7,
-    user_taste: float = 1.0,
+    user_weight: float | np.ndarray = 0.7,
+    user_taste: float | np.ndarray = 1.0,
+    departure: str | None = None,
+    departure_scale: float = 1.0,
     concurrency: int = 200,
     key: str = "default",
     start_ts: int = START_TS,
@@ -86,6 +128,8 @@ def simulate_population(
 ) -> Iterator[tuple[dict[str, Any], Truth]]:
     """Yield ``(event, truth)`` pairs of the population; see :func:`sessions_population`."""
     _check(n_users, events_per_session, n_features, n_genres, concurrency)
+    if departure is not None:
+        user_bias, user_weight, user_taste = departure_spreads(departure, departure_scale, n_features, n_genres)
     rng = np.random.default_rng(seed)
     w_global = np.array(GLOBAL_WEIGHTS[:n_features])
     g_global = np.array(GLOBAL_GENRES[:n_genres])
@@ -153,7 +197,9 @@ def sessions_population(
     **options
         ``n_features`` (4), ``n_genres`` (4), ``user_bias`` (2.0), ``user_weight`` (0.7),
         ``user_taste`` (1.0): the spread of users around the global pattern (0 for all three
-        makes every user the global pattern); ``concurrency`` (200) open sessions; ``key``,
+        makes every user the global pattern), or instead ``departure`` (``"bias"``,
+        ``"weights"`` or ``"both"``) and ``departure_scale`` (1.0), see
+        :func:`departure_spreads`; ``concurrency`` (200) open sessions; ``key``,
         ``start_ts``, ``step_ms`` of the events.
 
     Examples
@@ -163,6 +209,9 @@ def sessions_population(
     (True, False)
     >>> round(sum(e["y"] for e in a) / len(a), 3), len({e["session"] for e in a})
     (0.534, 50)
+    >>> b = list(sessions_population(50, 10, seed=3, departure="weights", departure_scale=0.0))
+    >>> [e["x"] for e in b] == [e["x"] for e in a], round(sum(e["y"] for e in b) / len(b), 3)
+    (True, 0.492)
     """
     for event, _ in simulate_population(n_users, events_per_session, seed, **options):
         yield event

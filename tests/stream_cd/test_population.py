@@ -69,3 +69,54 @@ def test_bad_options_are_config_errors(kwargs) -> None:
     args = {"n_users": 2, "events_per_session": 2, "seed": 1, **kwargs}
     with pytest.raises(ConfigError):
         list(sessions_population(**args))
+
+
+def _offsets_and_slopes(**options) -> tuple[np.ndarray, np.ndarray]:
+    """Per user: the mean true logit (the base rate) and the slope of the logit on f0."""
+    by_user = collections.defaultdict(list)
+    for e, t in simulate_population(300, 40, seed=11, **options):
+        by_user[t.user].append((e["x"]["f0"], np.log(t.p / (1 - t.p))))
+    offsets, slopes = [], []
+    for rows in by_user.values():
+        f0, z = np.array(rows).T
+        offsets.append(z.mean())
+        slopes.append(np.polyfit(f0, z, 1)[0])
+    return np.array(offsets), np.array(slopes)
+
+
+def test_departure_bias_moves_base_rates_only_and_weights_move_the_weights_by_the_scale() -> None:
+    offsets, slopes = _offsets_and_slopes(departure="bias", departure_scale=1.2)
+    assert offsets.std() > 1.8  # users' base rates spread by about 2 logits ...
+    assert slopes.std() < 0.3 and abs(slopes.mean() - 1.2) < 0.15  # ... their f0 weight varies only by chance
+    offsets, slopes = _offsets_and_slopes(departure="weights", departure_scale=1.6)
+    assert slopes.std() == pytest.approx(1.6 * 1.2, rel=0.2)  # f0's weight departs by 1.6 x its global 1.2
+    both, _ = _offsets_and_slopes(departure="both", departure_scale=1.6)
+    assert both.std() > 2 * offsets.std() > 0
+
+
+def test_a_departure_of_scale_zero_is_everybody_following_the_global_pattern() -> None:
+    rates = _user_rates(200, departure="both", departure_scale=0.0)
+    assert rates.std() < 0.08
+
+
+@pytest.mark.parametrize("kwargs", [{"departure": "taste"}, {"departure": "both", "departure_scale": -1.0}])
+def test_bad_departures_are_config_errors(kwargs) -> None:
+    with pytest.raises(ConfigError, match="departure"):
+        list(sessions_population(2, 2, seed=1, **kwargs))
+
+
+def test_generate_sessions_takes_the_departure_flags(tmp_path, capsys) -> None:
+    from stream_cd.cli import main
+
+    out = tmp_path / "s.jsonl"
+    argv = ["generate", "sessions", "--n-users", "20", "--events-per-session", "5", "--seed", "3", "--out", str(out)]
+    assert main([*argv, "--departure", "weights", "--departure-scale", "1.6"]) == 0
+    events = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    assert events == list(sessions_population(20, 5, seed=3, departure="weights", departure_scale=1.6))
+    assert main([*argv, "--departure-scale", "0.5"]) == 0  # scale alone: both
+    assert [orjson.loads(line) for line in out.read_bytes().splitlines()] == list(
+        sessions_population(20, 5, seed=3, departure="both", departure_scale=0.5))
+    assert main(argv) == 0  # neither: the issue-5 mix, as before
+    assert [orjson.loads(line) for line in out.read_bytes().splitlines()] == list(sessions_population(20, 5, seed=3))
+    with pytest.raises(SystemExit):
+        main([*argv, "--departure", "taste"])
