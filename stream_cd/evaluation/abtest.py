@@ -43,7 +43,6 @@ import math
 from typing import Any
 
 from scipy.stats import norm
-from statsmodels.stats.power import NormalIndPower
 
 from stream_cd.evaluation.definition import CONTROL, ExperimentDefinition
 from stream_cd.evaluation.paired import Verdict
@@ -86,6 +85,8 @@ def sample_size(mde: float, sd: float, alpha: float, power: float, share: float,
     >>> sample_size(0.02, 0.4, 0.05, 0.8, 0.5, 1.0)
     {'units': 24067, 'fixed_horizon_units': 12559}
     """
+    from statsmodels.stats.power import NormalIndPower  # here: it takes half a second to import, and a worker starts often
+
     a = alpha / comparisons
     fixed = NormalIndPower().solve_power(effect_size=mde / sd, alpha=a, power=power, ratio=(1 - share) / share,
                                          alternative="two-sided")
