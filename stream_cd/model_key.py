@@ -42,8 +42,7 @@ from typing import Any
 
 from stream_cd.config import PipelineConfig
 from stream_cd.decisions import Decision
-from stream_cd.errors import ConfigError, InvalidEvent
-from stream_cd.evaluation.definition import CONTROL, ExperimentDefinition
+from stream_cd.errors import InvalidEvent
 from stream_cd.evaluation.experiments import RunningExperiment
 from stream_cd.evaluation.forgetting import ReferenceSample
 from stream_cd.evaluation.policy import NO_DECISIONS, Policy
@@ -53,16 +52,15 @@ from stream_cd.learning.schema import Schema
 from stream_cd.learning.specs import ModelSpec
 from stream_cd.learning.tasks import Task, check_label, infer_task, loss_of, make_metric
 from stream_cd.learning.versions import VersionBook
-from stream_cd.serving.exposures import Exposure, ExposureStore, served_record
+from stream_cd.key_experiments import KeyExperiments
+from stream_cd.key_roles import CHALLENGER, CHAMPION, KeyRoles
+from stream_cd.serving.exposures import NO_OUTPUT, Exposure, ExposureStore, served_record
 from stream_cd.serving.router import ShadowRouter
 from stream_cd.serving.sessions import LogitResidual, MeanShift, SessionStore, top_class
 
 __all__ = ["ModelKey"]
 
-CHAMPION, CHALLENGER = "champion", "challenger"
-
-
-class ModelKey:
+class ModelKey(KeyRoles, KeyExperiments):
     """Everything one model key holds (see the module docstring)."""
 
     def __init__(self, key: str, config: PipelineConfig) -> None:
@@ -138,81 +136,6 @@ class ModelKey:
         # a session's adapter corrects the champion's probabilities: a model without them is served as is
         self._adapts = self.task != "classification" or hasattr(self.champion.model, "predict_proba_one")
 
-    # -- the roles a policy acts on -----------------------------------------------
-
-    @property
-    def champion_version(self) -> str:
-        return self.champion.label
-
-    @property
-    def challenger_version(self) -> str | None:
-        return None if self.challenger is None else self.challenger.label
-
-    def promote(self) -> None:
-        """The challenger serves; the old champion stays on as its shadow."""
-        assert self.challenger is not None
-        self.champion, self.challenger = self.challenger, self.champion
-        self.champion.name, self.challenger.name = CHAMPION, CHALLENGER
-        self._route()
-
-    def drop_challenger(self) -> None:
-        self.challenger = None
-        self._route()
-
-    def new_challenger(self, trigger: str) -> Arm:
-        """A fresh model of the champion's spec (a stateless retrain) as the challenger."""
-        spec = self.champion.spec
-        version = self.book.birth(spec.name, trigger, self.events_seen, parent=self.champion.version)
-        self.challenger = Arm(CHALLENGER, spec, version)
-        self._route()
-        return self.challenger
-
-    def replace_champion(self, trigger: str) -> Arm:
-        """A fresh model of the champion's spec serves at once; return the replaced one."""
-        old = self.champion
-        version = self.book.birth(old.spec.name, trigger, self.events_seen, parent=old.version)
-        self.champion = Arm(CHAMPION, old.spec, version)
-        self._route()
-        return old
-
-    def promote_arm(self, arm: Arm) -> None:
-        """An experiment's winner serves; the old champion stays on as its shadow."""
-        old = self.champion
-        self.champion, self.challenger = arm, old
-        arm.name, old.name = CHAMPION, CHALLENGER
-        self.end_experiment()
-
-    def end_experiment(self, outcome: dict[str, Any] | None = None) -> None:
-        if outcome is not None:
-            self.last_experiment = outcome
-        self.running = None
-        self._route()
-
-    def bump_minor(self) -> None:
-        """Stateful progress: MINOR of every arm goes up."""
-        for arm in self._learners:
-            arm.version = arm.version.next_minor()
-
-    def decide(self, action: str, trigger: str, ts: int, evidence: dict[str, Any], arm: Arm | None = None,
-               arm_name: str | None = None) -> Decision:
-        """A decision of this key at the event being handled; ids stay unique within one event."""
-        challenger = arm if arm is not None else self.challenger
-        running = self.running
-        decision = Decision(
-            model_key=self.key, action=action, trigger=trigger, champion_version=self.champion.label,
-            challenger_version=None if challenger is None else challenger.label, events_seen=self.events_seen,
-            evidence=evidence, ts=ts, arm=arm_name or (None if arm is None else arm.name), position=self.position,
-            experiment=None if running is None else running.name,
-            traffic=None if running is None else running.test.traffic(),
-        )
-        at, given = self._ids_at
-        if at != (self.position, self.events_seen):
-            self._ids_at = at, given = (self.position, self.events_seen), []
-        if decision.decision_id in given:  # a second decision of the same kind at one event
-            decision = Decision(**{**decision.__dict__, "decision_id": f"{decision.decision_id}#{len(given) + 1}"})
-        given.append(decision.decision_id)
-        return decision
-
     # -- the two verbs --------------------------------------------------------------
 
     def serve(self, x: dict, ts: int, ident: str | None = None, session: str | None = None,
@@ -228,47 +151,19 @@ class ModelKey:
         if ident is not None:
             exposures.check_new(ident)
         self.events_seen += 1
-        decisions = NO_DECISIONS
         exposure = self._score(x, ts, session, source, ident)
-        if self._failed:
-            decisions = self._drop_failed(ts)
-        if self._verdicts:
-            decisions = [*decisions, *self._take_verdicts(ts)]
+        decisions = self._aftermath(NO_DECISIONS, ts)
         if ident is not None:
             expired = exposures.add(ident, exposure)
             if expired:
                 decisions = [*decisions, *self._expired(expired)]
         return exposure, decisions
 
-    def control(self, action: str, experiment: dict[str, Any], ts: int) -> list[Decision]:
-        """Start or stop an experiment; a definition that is not valid is refused whole."""
-        self.events_seen += 1
-        name = experiment.get("name")
-        running = self.running
-        if action == "stop":
-            if running is None or running.name != name:
-                raise InvalidEvent(f"no experiment {name!r} is running on model key {self.key!r}; nothing to stop")
-            decision = self.decide("stop", "experiment", ts, {"reason": "stopped", **running.test.status()})
-            self.end_experiment({**running.test.status(), "state": "stopped"})
-            return [decision]
-        if running is not None:
-            raise InvalidEvent(f"experiment {name!r} cannot start on model key {self.key!r}: experiment "
-                               f"{running.name!r} is running there; stop it first")
-        try:
-            definition = ExperimentDefinition.from_mapping(experiment)
-            baseline, sd = (None, None) if self.policy is None else self.policy.reward_level()
-            self.running = RunningExperiment(definition, self.book, self.champion.version, self.events_seen, self.task,
-                                             baseline, sd, self.config.report_every)
-        except ConfigError as err:
-            raise InvalidEvent(f"experiment {name!r} refused: {err}") from None
-        self._route()
-        return [self.decide("start", "experiment", ts, self.running.start_evidence())]
-
     def probe(self, x: dict, session: str | None = None, ts: int | None = None) -> Exposure:
-        """How a request for ``x`` would be served now, changing nothing."""
+        """How the champion would serve a request for ``x`` now, changing nothing."""
         last, failed = self.last_served, self._failed
-        try:
-            return self._score(x, ts, session, None)  # type: ignore[arg-type]
+        try:  # the champion's answer: routing would count the unit in a running experiment
+            return self._score(x, ts, session, None, routed=False)  # type: ignore[arg-type]
         finally:
             self.last_served, self._failed = last, failed
 
@@ -296,18 +191,11 @@ class ModelKey:
         self.events_seen += 1
         if (self.source_cap is not None or self.range_guard is not None) and self._held_back(x, source or session):
             return NO_DECISIONS
-        exposure = self._score(x, ts, session, source, ident)
-        decisions = self._resolve(exposure, y, ts)
-        if self._failed:
-            decisions = [*decisions, *self._drop_failed(ts)]
-        if self._verdicts:
-            decisions = [*decisions, *self._take_verdicts(ts)]
-        return decisions
+        return self._resolved(self._score(x, ts, session, source, ident), y, ts)
 
     # -- the per-event path: score, then resolve -------------------------------------
 
     _failed: list = []  # (arm, reason) of challengers that failed on the event; shared empty list
-    _verdicts: list = []  # an experiment's verdicts on assigning the event's unit; shared empty list
 
     def _score(self, x: dict, ts: int, session: str | None, source: str | None, ident: str | None = None,
                routed: bool = True) -> Exposure:
@@ -347,66 +235,6 @@ class ModelKey:
         exposure = self.last_served = Exposure(x, ts, outputs, served, session, raw, adapted, source)
         return exposure
 
-    def _score_routed(self, x: dict, ts: int, session: str | None, source: str | None, ident: str | None) -> Exposure:
-        """A request while an experiment runs: its unit's arm serves it (the champion, for the control)."""
-        running = self.running
-        assert running is not None
-        unit = ident if running.definition.unit == "request" else session
-        arm_name = running.route(unit)
-        if unit is not None:
-            verdict = running.test.count_unit(unit, arm_name)
-            if verdict is not None:
-                self._verdicts = [*self._verdicts, verdict]
-        if arm_name == CONTROL:
-            exposure = self._score(x, ts, session, source, ident, routed=False)
-        else:
-            arm = running.arms[arm_name]
-            served = arm.predict(x)  # an arm that cannot serve a valid request: the request is rejected
-            exposure = self.last_served = Exposure(x, ts, ((arm, served),), served, session, None, None, source)
-        exposure.routed = (running.name, arm_name, running.epoch)
-        return exposure
-
-    def _take_verdicts(self, ts: int) -> list[Decision]:
-        verdicts, self._verdicts = self._verdicts, ModelKey._verdicts
-        return [d for v in verdicts for d in self.policy.on_experiment(self, v, ts)]  # type: ignore[union-attr]
-
-    def _learn_routed(self, exposure: Exposure, y: Any) -> tuple[Any, Any]:
-        """Learning while an experiment runs: the champion first, then each live arm that served
-        the request, or every live arm (``learn: all``). Return the champion's and the
-        challenger's outputs for the request (``_NONE`` where they gave none)."""
-        x, outputs = exposure.x, exposure.outputs
-        champion, challenger = self.champion, self.challenger
-        scored = {id(arm): out for arm, out in outputs}
-        everyone = self.running is None or self.running.definition.learn == "all"
-        if everyone or id(champion) in scored:
-            try:
-                champion.model.learn_one(x, y)
-            except Exception as err:
-                raise champion.failure("learn", err) from None
-            champion.learned += 1
-        for arm in self._learners:
-            if arm is champion or not (everyone or id(arm) in scored):
-                continue
-            try:
-                arm.model.learn_one(x, y)
-            except Exception as err:
-                self._note_failure(arm, arm.failure("learn", err))
-                continue
-            arm.learned += 1
-        c_out = scored.get(id(challenger), _NONE) if challenger is not None else _NONE
-        return scored.get(id(champion), _NONE), c_out
-
-    def _observe_routed(self, exposure: Exposure, y: Any, ts: int) -> None:
-        """The served arm's reward, for the experiment that routed the request."""
-        running, routed = self.running, exposure.routed
-        if running is None or routed is None or routed[0] != running.name:
-            return  # the experiment has ended since
-        loss = loss_of(self.task, y, exposure.outputs[0][1])  # type: ignore[arg-type]
-        reward = 1.0 - loss if self.task == "classification" else -loss
-        verdict = running.test.observe(routed[1], reward, routed[2])
-        if verdict is not None:
-            self._verdicts = [*self._verdicts, verdict]
-
     def _resolve(self, exposure: Exposure, y: Any, ts: int) -> list[Decision]:
         """Score each arm on its output at request time, let it learn, and judge.
 
@@ -414,7 +242,7 @@ class ModelKey:
         has learned it. A challenger that cannot learn it is dropped afterwards."""
         x, outputs = exposure.x, exposure.outputs
         champion, challenger = self.champion, self.challenger
-        own = c_out = _NONE
+        own = c_out = NO_OUTPUT
         if self.running is not None or exposure.routed is not None:
             own, c_out = self._learn_routed(exposure, y)
             outputs = ()  # learned
@@ -430,13 +258,7 @@ class ModelKey:
         for arm, out in outputs:
             if arm is champion or (arm is not challenger and arm not in self._scoring):
                 continue  # the champion has learned; an arm dropped since no longer learns
-            try:
-                arm.model.learn_one(x, y)
-            except Exception as err:
-                self._note_failure(arm, arm.failure("learn", err))
-                continue
-            arm.learned += 1
-            if arm is challenger:
+            if self._learn_other(arm, x, y) and arm is challenger:
                 c_out = out
         if exposure.served is not None:
             self.metric.update(y, exposure.served)  # type: ignore[union-attr]
@@ -447,14 +269,35 @@ class ModelKey:
             self.reference.add(x, y)
         if exposure.routed is not None:
             self._observe_routed(exposure, y, ts)
-        if own is _NONE:
+        if own is NO_OUTPUT:
             return NO_DECISIONS  # the champion changed since this request: nothing of it to judge
         classification = self.task == "classification"
         loss = (0.0 if own == y else 1.0) if classification else loss_of(self.task, y, own)  # type: ignore[arg-type]
         c_loss = None
-        if c_out is not _NONE:
+        if c_out is not NO_OUTPUT:
             c_loss = (0.0 if c_out == y else 1.0) if classification else loss_of(self.task, y, c_out)  # type: ignore[arg-type]
         return self.policy.observe(self, loss, c_loss, ts)  # type: ignore[union-attr]
+
+    def _learn_other(self, arm: Arm, x: dict, y: Any) -> bool:
+        """An arm other than the champion learns; one that cannot is noted, to be dropped."""
+        try:
+            arm.model.learn_one(x, y)
+        except Exception as err:
+            self._note_failure(arm, arm.failure("learn", err))
+            return False
+        arm.learned += 1
+        return True
+
+    def _resolved(self, exposure: Exposure, y: Any, ts: int) -> list[Decision]:
+        """:meth:`_resolve`, then what the event left to decide: arms that failed, verdicts."""
+        return self._aftermath(self._resolve(exposure, y, ts), ts)
+
+    def _aftermath(self, decisions: list[Decision], ts: int) -> list[Decision]:
+        if self._failed:
+            decisions = [*decisions, *self._drop_failed(ts)]
+        if self._verdicts:
+            decisions = [*decisions, *self._take_verdicts(ts)]
+        return decisions
 
     def _learn_exposure(self, exposure: Exposure, y: Any, ts: int) -> list[Decision]:
         """The feedback's label for a held exposure, checked and guarded as a labeled event is."""
@@ -464,12 +307,7 @@ class ModelKey:
         if (self.source_cap is not None or self.range_guard is not None) and self._held_back(
                 exposure.x, exposure.source or exposure.session):
             return NO_DECISIONS
-        decisions = self._resolve(exposure, y, ts)
-        if self._failed:
-            decisions = [*decisions, *self._drop_failed(ts)]
-        if self._verdicts:
-            decisions = [*decisions, *self._take_verdicts(ts)]
-        return decisions
+        return self._resolved(exposure, y, ts)
 
     def _expired(self, expired: list[Exposure]) -> list[Decision]:
         """Requests whose feedback never came: learned with the default label, if one is set."""
@@ -529,5 +367,3 @@ class ModelKey:
             "sessions": None if self.sessions is None else self.sessions.stats(),
         }
 
-
-_NONE = object()  # no output of this arm for the request

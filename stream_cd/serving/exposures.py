@@ -48,9 +48,10 @@ from typing import Any
 
 from stream_cd.errors import InvalidEvent
 
-__all__ = ["Exposure", "ExposureStore", "served_record", "DEFAULT_MAX_PENDING"]
+__all__ = ["Exposure", "ExposureStore", "served_record", "DEFAULT_MAX_PENDING", "NO_OUTPUT"]
 
 DEFAULT_MAX_PENDING = 100_000
+NO_OUTPUT = object()  # an arm gave no output for a request (it did not score it)
 CLOSED_MEMORY = 10_000
 _ANSWERED, _EXPIRED = "answered", "expired"
 
