@@ -10,6 +10,10 @@ Two delivery modes:
   the last committed checkpoints and offsets together.
 * at-least-once: the producer is flushed, then the offsets are committed.
 
+A side output that must be delivered before its inputs count as processed, but
+that does not wait for the transaction (the served predictions, see
+``producers.predictions``), is flushed first by ``before_commit``.
+
 Either way the commit can land in a thread of its own while the worker learns
 from the next events (``commit(wait=False)``).
 
@@ -31,7 +35,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
@@ -137,13 +141,17 @@ class KafkaTransport:
         max_poll_records: int = 2000,
         fetch_process: bool = True,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        before_commit: Callable[[], None] | None = None,
     ) -> None:
+        """``before_commit`` runs in the commit's thread before anything of the commit: it may
+        raise :class:`KafkaError`, and the commit then fails."""
         if (checkpoints_topic is None) != (transactional_id is None):
             raise ValueError("exactly-once needs both checkpoints_topic and transactional_id")
         self.bootstrap = bootstrap
         self.topic = topic
         self.checkpoints_topic = checkpoints_topic
         self.transactional = transactional_id is not None
+        self._before_commit = before_commit
         self._listener = _Listener(topic)
         self._in_transaction = False
         self._landing: tuple[_Call, float] | None = None  # exactly-once: a commit in flight, its deadline
@@ -361,6 +369,8 @@ class KafkaTransport:
         """In a thread of its own: the outputs sent so far delivered, then ``offsets`` (None:
         the consumer's positions). The worker's thread keeps off the consumer meanwhile
         (see :meth:`_keep_membership`)."""
+        if self._before_commit is not None:
+            self._before_commit()
         self.producer.flush()
         failed = [f.exception for f in pending if f.failed()]
         if failed:
@@ -373,6 +383,8 @@ class KafkaTransport:
     def _commit_transaction(self, checkpoints: Sequence[Checkpoint], offsets: dict, metadata) -> None:
         """In a thread of its own: uses the producer only (the worker's thread holds back its
         sends meanwhile), never the consumer, which is not thread-safe."""
+        if self._before_commit is not None:
+            self._before_commit()
         self._begin()
         for cp in checkpoints:
             header = ",".join(map(str, cp.partitions)).encode()
