@@ -56,8 +56,12 @@ log = logging.getLogger(__name__)
 COMMIT_TIMEOUT_S = 60.0
 # With a fetch process: how often the group member polls once settled. A rebalance the
 # group starts is seen sooner (the heartbeat thread flags it, and the next poll waits);
-# this only bounds how late a change seen in metadata alone (more partitions) is noticed.
-MEMBERSHIP_POLL_S = 1.0
+# this only bounds how late a change seen in metadata alone (more partitions) is noticed,
+# and keeps well inside the group's max.poll.interval (5 minutes). Such a poll usually
+# takes 1-2 ms, but now and then 100 ms on a busy machine (it hands work to kafka-python's
+# network thread and waits for it), and every request fetched meanwhile waits too: once a
+# second, that was the worker's whole latency tail at 1,000 requests/s.
+MEMBERSHIP_POLL_S = 10.0
 
 
 # kafka-python's sender waits this long when a step of a transaction is queued from the
@@ -301,12 +305,21 @@ class KafkaTransport:
         kafka-python moves a join on only while poll waits, so it waits while the group is
         unsettled; once settled, a poll without waiting every ``MEMBERSHIP_POLL_S`` is enough
         (each costs one to two milliseconds: every 0.1 s, that was 1-2 % of the worker's time).
+        A settled poll that is due waits for a moment with no batch waiting (for at most
+        another ``MEMBERSHIP_POLL_S``), and for an at-least-once commit in flight, which uses
+        the consumer, to land: the worker never stops serving to wait for either.
         """
         coordinator = getattr(self.consumer, "_coordinator", None)
         settled = bool(self.consumer.assignment()) and coordinator is not None and not coordinator.need_rejoin()
         now = time.monotonic()
-        if settled and now - self._membership_polled < MEMBERSHIP_POLL_S:
-            return
+        if settled:
+            since = now - self._membership_polled
+            if since < MEMBERSHIP_POLL_S:
+                return
+            if self._landing is not None and not self._landing[0].done() and not self.transactional:
+                return
+            if since < 2 * MEMBERSHIP_POLL_S and self._fetcher is not None and self._fetcher.has_batch():
+                return
         self._land()  # an at-least-once commit in flight uses the consumer
         if not settled:
             self.consumer.poll(timeout_ms=max(1, int(1000 * (deadline - now))))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections.abc import Callable
 
@@ -81,12 +82,26 @@ def run_kafka_worker(
         )
         try:
             worker = Worker(transport, pipeline, topics, state_key=state_key, **options)
+            _freeze_what_is_there()
             return worker.run(max_events=max_events, idle_exit=idle_exit, stop=stop, end_of_input_exits=False)
         finally:
             transport.close()
     finally:
         if publisher is not None:
             publisher.close()
+
+
+def _freeze_what_is_there() -> None:
+    """Keep what a worker has made by the time it starts (the modules of River, SciPy, NumPy
+    and kafka-python: about 100,000 objects) out of every later garbage collection.
+
+    A full collection walks every tracked object; with those in it, one took 60-330 ms on a
+    busy machine, and every request fetched meanwhile waited for it. They live as long as
+    the process, so nothing is lost by never collecting them. Model state made later
+    (restored, learned, pending exposures) is collected as before.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _both(first: Callable[[dict], None], then: Callable[[dict], None] | None) -> Callable[[dict], None]:
