@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import orjson
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
 REPO = Path(__file__).resolve().parents[2]
 TEST_STATE_KEY = "test-state-key-0123456789abcdef"
@@ -97,3 +97,24 @@ def read_topic(bootstrap: str, topic: str, expected: int, deadline_s: float = 60
         return records
     finally:
         consumer.close()
+
+
+def committed(bootstrap: str, group: str) -> int:
+    """The sum of ``group``'s committed offsets (0 before it has committed any)."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        offsets = admin.list_group_offsets(group).get(group, {})
+        return sum(o.offset for o in offsets.values() if o.offset > 0)
+    except Exception:  # noqa: BLE001 - the group may not exist yet
+        return 0
+    finally:
+        admin.close()
+
+
+def wait_committed(bootstrap: str, group: str, at_least: int, worker: subprocess.Popen, deadline_s: float = 120) -> None:
+    """Wait until ``group`` has committed ``at_least`` offsets; fail if ``worker`` dies first."""
+    deadline = time.monotonic() + deadline_s
+    while committed(bootstrap, group) < at_least:
+        assert worker.poll() is None, worker.stderr.read().decode()[-2000:]
+        assert time.monotonic() < deadline, f"the worker did not commit {at_least} offsets in {deadline_s} s"
+        time.sleep(0.2)
