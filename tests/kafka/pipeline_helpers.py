@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -118,3 +119,26 @@ def wait_committed(bootstrap: str, group: str, at_least: int, worker: subprocess
         assert worker.poll() is None, worker.stderr.read().decode()[-2000:]
         assert time.monotonic() < deadline, f"the worker did not commit {at_least} offsets in {deadline_s} s"
         time.sleep(0.2)
+
+
+def predictions_by_id(bootstrap: str, prefix: str) -> dict[str, list[tuple]]:
+    """Every prediction record of a request on ``<prefix>.predictions`` up to its end, as
+    ``(id, arm, version, prediction)``, by request id (labeled events' records have no id)."""
+    topic = f"{prefix}.predictions"
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                             isolation_level="read_committed")
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        found: dict[str, list[tuple]] = defaultdict(list)
+        while any(consumer.position(tp) < end for tp, end in ends.items()):
+            for batch in consumer.poll(timeout_ms=500, max_records=10_000).values():
+                for record in batch:
+                    r = orjson.loads(record.value)
+                    if r["id"] is not None:
+                        found[r["id"]].append((r["id"], r["arm"], r["version"], r["prediction"]))
+        return dict(found)
+    finally:
+        consumer.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import signal
 import time
-from collections import defaultdict
 
 import orjson
 import pytest
@@ -13,7 +12,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from consumers.admin import TopicSpec, ensure_topics
 from stream_cd.simulate.datasets import generate
-from tests.kafka.pipeline_helpers import committed, finish, produce, start_worker, wait_committed
+from tests.kafka.pipeline_helpers import committed, finish, predictions_by_id, produce, start_worker, wait_committed
 
 pytestmark = pytest.mark.kafka
 
@@ -34,29 +33,6 @@ def requests_among_labeled(n: int, seed: int, every: int) -> list[bytes]:
 
 def request_ids(stream: list[bytes]) -> set[str]:
     return {e["id"] for e in map(orjson.loads, stream) if "id" in e}
-
-
-def all_predictions(bootstrap: str, prefix: str) -> dict[str, list[tuple]]:
-    """Every prediction record of a request on ``<prefix>.predictions`` up to its end, as
-    ``(id, arm, version, prediction)``, by request id (labeled events' records have no id)."""
-    topic = f"{prefix}.predictions"
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                             isolation_level="read_committed")
-    try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        ends = consumer.end_offsets(tps)
-        found: dict[str, list[tuple]] = defaultdict(list)
-        while any(consumer.position(tp) < end for tp, end in ends.items()):
-            for batch in consumer.poll(timeout_ms=500, max_records=10_000).values():
-                for record in batch:
-                    r = orjson.loads(record.value)
-                    if r["id"] is not None:
-                        found[r["id"]].append((r["id"], r["arm"], r["version"], r["prediction"]))
-        return dict(found)
-    finally:
-        consumer.close()
 
 
 def one_distinct_each(found: dict[str, list[tuple]], ids: set[str]) -> dict[str, tuple]:
@@ -92,7 +68,7 @@ def test_requests_at_a_steady_rate_get_one_distinct_prediction_each_in_both_deli
         produce_paced(kafka_bootstrap, f"{prefix}.events", stream, rate=600)
         summary, _, _ = finish(worker)
         assert summary["models"]["default"]["feedback"]["pending"] == len(ids)
-        found = all_predictions(kafka_bootstrap, prefix)
+        found = predictions_by_id(kafka_bootstrap, prefix)
         served[mode] = one_distinct_each(found, ids)
         assert len({p[2] for p in served[mode].values()}) > 1  # the versions moved on while it served
     assert served["exactly-once"] == served["at-least-once"]  # the same stream is served the same either way
@@ -131,7 +107,7 @@ def test_after_kill_minus_nine_every_request_still_has_one_distinct_prediction_t
     ensure_topics(kafka_bootstrap, [TopicSpec(f"{reference_prefix}.events")])
     produce(kafka_bootstrap, f"{reference_prefix}.events", ((b"default", raw) for raw in stream))
     finish(start_worker(kafka_bootstrap, reference_prefix, *flags, "--idle-exit", "4"), timeout=300)
-    reference = one_distinct_each(all_predictions(kafka_bootstrap, reference_prefix), ids)
+    reference = one_distinct_each(predictions_by_id(kafka_bootstrap, reference_prefix), ids)
 
     prefix = topic_prefix + "killed"
     ensure_topics(kafka_bootstrap, [TopicSpec(f"{prefix}.events")])
@@ -145,6 +121,6 @@ def test_after_kill_minus_nine_every_request_still_has_one_distinct_prediction_t
     worker.wait(timeout=10)
     finish(start_worker(kafka_bootstrap, prefix, *flags, "--idle-exit", "4"), timeout=300)
 
-    found = all_predictions(kafka_bootstrap, prefix)
+    found = predictions_by_id(kafka_bootstrap, prefix)
     assert sum(map(len, found.values())) > len(ids)  # served again after the restart: copies of some
     assert one_distinct_each(found, ids) == reference
