@@ -94,14 +94,17 @@ def worker_child(bootstrap: str, prefix: str, mode: str, out: Path) -> None:
     from stream_cd.transport import Topics
 
     stats: dict[str, list] = {"to_outcome_ms": [], "poll": [], "commit_ms": [], "flush_ms": [], "gc_ms": [],
-                              "publish_to_ack_ms": []}
+                              "slow": [], "outcome_at": []}
     gc_started = [0.0]
 
     def on_gc(phase: str, info: dict) -> None:
         if phase == "start":
             gc_started[0] = time.perf_counter()
         else:
-            stats["gc_ms"].append((info["generation"], 1000 * (time.perf_counter() - gc_started[0])))
+            ms = 1000 * (time.perf_counter() - gc_started[0])
+            stats["gc_ms"].append((info["generation"], ms))
+            if ms > 5:
+                stats["slow"].append((time.time(), f"gc{info['generation']}", ms))
 
     gc.callbacks.append(on_gc)
 
@@ -112,7 +115,10 @@ def worker_child(bootstrap: str, prefix: str, mode: str, out: Path) -> None:
         def poll(self, max_records, timeout_s):
             t = time.perf_counter()
             batch = self.inner.poll(max_records, timeout_s)
-            stats["poll"].append((round(1000 * (time.perf_counter() - t), 3), len(batch)))
+            ms = 1000 * (time.perf_counter() - t)
+            stats["poll"].append((round(ms, 3), len(batch)))
+            if ms > 20 and batch:
+                stats["slow"].append((time.time(), "poll", ms))
             return batch
 
         def commit(self, *args, **kwargs):
@@ -120,7 +126,10 @@ def worker_child(bootstrap: str, prefix: str, mode: str, out: Path) -> None:
             try:
                 return self.inner.commit(*args, **kwargs)
             finally:
-                stats["commit_ms"].append(1000 * (time.perf_counter() - t))
+                ms = 1000 * (time.perf_counter() - t)
+                stats["commit_ms"].append(ms)
+                if ms > 5:
+                    stats["slow"].append((time.time(), "commit", ms))
 
         def __getattr__(self, name):
             return getattr(self.inner, name)
@@ -130,10 +139,6 @@ def worker_child(bootstrap: str, prefix: str, mode: str, out: Path) -> None:
             super().__init__(Timed(transport), *args, **kwargs)
 
     class Publisher(kw.PredictionPublisher):
-        def publish(self, record):
-            t = time.perf_counter()
-            super().publish(record)
-
         def flush(self, timeout_s=None):
             t = time.perf_counter()
             try:
@@ -154,6 +159,8 @@ def worker_child(bootstrap: str, prefix: str, mode: str, out: Path) -> None:
                 ms = 1000 * (time.perf_counter() - t)
                 if ms > 1:
                     stats[name].append(ms)
+                if ms > 5:
+                    stats["slow"].append((time.time(), name, ms))
         return wrapper
 
     kw.KafkaTransport._land = timed(land, "land_ms")
@@ -161,7 +168,9 @@ def worker_child(bootstrap: str, prefix: str, mode: str, out: Path) -> None:
 
     def on_outcome(message, outcome) -> None:
         if outcome.served is not None and outcome.event is not None and outcome.event.y is None:
-            stats["to_outcome_ms"].append(time.time() * 1000 - message.timestamp)
+            now = time.time()
+            stats["to_outcome_ms"].append(now * 1000 - message.timestamp)
+            stats["outcome_at"].append(now)
 
     stop_event = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop_event.set())
@@ -174,9 +183,19 @@ def worker_child(bootstrap: str, prefix: str, mode: str, out: Path) -> None:
     out.write_text(json.dumps(stats))
 
 
+def _around_worst(stats: dict) -> list:
+    """The slow events in the second before the slowest request was processed (ms before it)."""
+    if not stats["to_outcome_ms"]:
+        return []
+    worst = max(range(len(stats["to_outcome_ms"])), key=stats["to_outcome_ms"].__getitem__)
+    at, took = stats["outcome_at"][worst], stats["to_outcome_ms"][worst]
+    return [(round(1000 * (at - t)), name, round(ms, 1)) for t, name, ms in stats["slow"] if 0 <= at - t < took / 1000 + 0.05]
+
+
 def summarise_diagnosis(path: Path) -> dict:
     stats = json.loads(path.read_text())
     stats["to_outcome_ms"] = stats["to_outcome_ms"][WARM_REQUESTS:]
+    stats["outcome_at"] = stats["outcome_at"][WARM_REQUESTS:]
     polls = stats["poll"]
     data = [(ms, n) for ms, n in polls if n]
     summary = {
@@ -191,6 +210,7 @@ def summarise_diagnosis(path: Path) -> dict:
         "land_over_1ms": sorted(round(x, 1) for x in stats["land_ms"])[-8:],
         "membership_over_1ms": sorted(round(x, 1) for x in stats["membership_ms"])[-8:],
         "worst_to_outcome_at": sorted(enumerate(stats["to_outcome_ms"]), key=lambda p: -p[1])[:8],
+        "around_worst": _around_worst(stats),
         "gc": len(stats["gc_ms"]), "gc_ms_max": max((ms for _, ms in stats["gc_ms"]), default=0),
         "gc_over_5ms": [(g, round(ms, 1)) for g, ms in stats["gc_ms"] if ms > 5][:10],
     }
@@ -284,6 +304,7 @@ def kafka_run(bootstrap: str, mode: str, rate: float, seconds: float, warm: int,
     ensure_topics(bootstrap, [TopicSpec(events), TopicSpec(predictions)])
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=1)
     for e in generate("agrawal", warm, seed=seed + 1):
+        e.pop("id", None)  # only requests have ids, so the reader counts only them
         producer.send(events, key=b"default", value=orjson.dumps(e))
     producer.flush()
     log = open(logdir / f"{prefix}.log", "wb")
@@ -312,6 +333,22 @@ def kafka_run(bootstrap: str, mode: str, rate: float, seconds: float, warm: int,
     if diagnosis is not None:
         result["diagnosis"] = summarise_diagnosis(diagnosis)
     return result
+
+
+def bare_run(bootstrap: str, rate: float, seconds: float, seed: int) -> dict:
+    """The floor: requests produced and read back from the same topic, no worker between."""
+    from kafka import KafkaProducer
+
+    topic = f"bench-serving-bare-{int(rate)}-{uuid.uuid4().hex[:6]}.events"
+    ensure_topics(bootstrap, [TopicSpec(topic)])
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=1)
+    reader = Reader(bootstrap, topic)
+    batch = requests(int(rate * seconds), seed, "r")
+    sent = paced_send(producer, topic, batch, rate)
+    seen = reader.finish(len(batch))
+    producer.close()
+    latencies = [1000 * (seen[i] - t) for i, t in sent.items() if i in seen]
+    return {"mode": "no worker", "rate": rate, "sent_rate": rate, "missing": len(sent) - len(latencies), **percentiles(latencies)}
 
 
 def _wait_first(bootstrap: str, topic: str, worker: subprocess.Popen, timeout_s: float = 90.0) -> None:
@@ -379,7 +416,10 @@ def http_run(bootstrap: str, mode: str, rate: float, seconds: float, clients: in
     producer.close()
     log = open(logdir / f"{prefix}.log", "wb")
     worker = start_worker(bootstrap, prefix, mode, log)
-    server = subprocess.Popen(cli("serve", "--bootstrap", bootstrap, "--topic-prefix", prefix, "--port", "0"),
+    command = cli("serve", "--bootstrap", bootstrap, "--topic-prefix", prefix, "--port", "0")
+    if os.environ.get("BENCH_SERVE"):
+        command = [sys.executable, os.environ["BENCH_SERVE"], bootstrap, prefix]
+    server = subprocess.Popen(command,
                               stdout=subprocess.PIPE, stderr=log, cwd=REPO)
     try:
         line = server.stdout.readline().decode()
@@ -412,6 +452,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--diagnose", action="store_true",
                         help="(i) with an instrumented worker: where its time goes (polls, commits, flushes, GC)")
+    parser.add_argument("--no-floor", dest="floor", action="store_false",
+                        help="skip the one-hop floor (requests read back from their own topic, no worker)")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
@@ -427,6 +469,11 @@ def main() -> None:
     print("(i) request -> prediction readable on <prefix>.predictions (read_committed reader)")
     print(f"{'delivery':14s} {'rate/s':>7s} {'sent/s':>7s} {'n':>6s} {'p50 ms':>7s} {'p99 ms':>7s} {'max ms':>7s} {'missing':>7s}")
     for rate, secs in zip(rates, seconds):
+        if args.floor:
+            r = bare_run(args.bootstrap, rate, secs, args.seed)
+            results["kafka"].append(r)
+            print(f"{'(one hop)':14s} {rate:7.0f} {'':7s} {r['n']:6d} {r['p50_ms']:7.1f} {r['p99_ms']:7.1f} "
+                  f"{r['max_ms']:7.1f} {r['missing']:7d}", flush=True)
         for mode in modes:
             r = kafka_run(args.bootstrap, mode, rate, secs, args.warm, args.seed, logdir, args.diagnose)
             results["kafka"].append(r)
