@@ -311,6 +311,7 @@ def kafka_run(bootstrap: str, mode: str, rate: float, seconds: float, warm: int,
     diagnosis = logdir / f"{prefix}.diagnosis.json" if diagnose else None
     worker = start_worker(bootstrap, prefix, mode, log, diagnosis)
     reader = Reader(bootstrap, predictions)
+    requests_reader = Reader(bootstrap, events) if diagnose else None  # the hop into the worker, read beside it
     try:
         # warm: a worker's first second (joining, its first commits) is not what is measured; once
         # three seconds of requests have their predictions, it is in its steady state
@@ -323,6 +324,8 @@ def kafka_run(bootstrap: str, mode: str, rate: float, seconds: float, warm: int,
         sent = paced_send(producer, events, batch, rate)
         elapsed = max(sent.values()) - min(sent.values())
         seen = reader.finish(n + len(warm_up))
+        if requests_reader is not None:
+            arrived = requests_reader.finish(n + len(warm_up))
     finally:
         stop(worker)
         producer.close()
@@ -332,6 +335,7 @@ def kafka_run(bootstrap: str, mode: str, rate: float, seconds: float, warm: int,
               "missing": sum(1 for i in sent if i not in seen), **percentiles(latencies)}
     if diagnosis is not None:
         result["diagnosis"] = summarise_diagnosis(diagnosis)
+        result["diagnosis"]["requests_readable"] = percentiles([1000 * (arrived[i] - t) for i, t in sent.items() if i in arrived])
     return result
 
 
