@@ -141,12 +141,40 @@ def test_kill_minus_nine_three_times_equals_uninterrupted_run(kafka_bootstrap, t
     assert rows["default"]["size"] > 0 and "refused" not in rows["default"]
 
 
-def _group_members(bootstrap: str, group: str) -> int:
+def _group_members(bootstrap: str, group: str) -> list[list[int]]:
+    """The partitions each member of ``group`` holds."""
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
-        return len(admin.describe_groups([group])[group]["members"])
+        members = admin.describe_groups([group])[group]["members"]
+        assigned = [m["member_assignment"] or {} for m in members]  # empty while the group rebalances
+        return [sorted(p for a in each.get("assigned_partitions", ()) for p in a["partitions"]) for each in assigned]
     finally:
         admin.close()
+
+
+def _committed_by_partition(bootstrap: str, group: str) -> dict[int, int]:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        return {tp.partition: o.offset for tp, o in admin.list_group_offsets(group).get(group, {}).items()}
+    finally:
+        admin.close()
+
+
+def _wait_both_work(bootstrap: str, group: str, workers, deadline_s: float = 120) -> None:
+    """Wait until two members hold partitions and every partition with events (the four keys
+    fall on two of them) has committed progress since: each worker holds one of those, so both
+    have taken part (on a busy machine the second can take many seconds to start)."""
+    deadline = time.monotonic() + deadline_s
+    while not (len(held := _group_members(bootstrap, group)) == 2 and all(held)):
+        assert all(w.poll() is None for w in workers) and time.monotonic() < deadline, f"members hold {held}"
+        time.sleep(0.2)
+    before = _committed_by_partition(bootstrap, group)
+    while True:
+        now = _committed_by_partition(bootstrap, group)
+        if before and all(now.get(p, 0) > offset for p, offset in before.items()):
+            return
+        assert all(w.poll() is None for w in workers) and time.monotonic() < deadline, f"committed {before} -> {now}"
+        time.sleep(0.2)
 
 
 def test_a_worker_joining_and_leaving_mid_stream_changes_nothing(kafka_bootstrap, topic_prefix, stream, probe):
@@ -161,8 +189,7 @@ def test_a_worker_joining_and_leaving_mid_stream_changes_nothing(kafka_bootstrap
     # the rest of the stream arrives while both work, at about 4,000 events/s
     rest = threading.Thread(target=_fill_paced, args=(kafka_bootstrap, prefix, stream, 10_000, 4, 4_000))
     rest.start()
-    wait_committed(kafka_bootstrap, group, 30_000, second)
-    assert _group_members(kafka_bootstrap, group) == 2
+    _wait_both_work(kafka_bootstrap, group, (first, second))
 
     second.send_signal(signal.SIGTERM)  # a graceful leave: finish the batch, commit, leave the group
     started = time.monotonic()
