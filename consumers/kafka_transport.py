@@ -57,11 +57,12 @@ COMMIT_TIMEOUT_S = 60.0
 # With a fetch process: how often the group member polls once settled. A rebalance the
 # group starts is seen sooner (the heartbeat thread flags it, and the next poll waits);
 # this only bounds how late a change seen in metadata alone (more partitions) is noticed,
-# and keeps well inside the group's max.poll.interval (5 minutes). Such a poll usually
-# takes 1-2 ms, but now and then 100 ms on a busy machine (it hands work to kafka-python's
-# network thread and waits for it), and every request fetched meanwhile waits too: once a
-# second, that was the worker's whole latency tail at 1,000 requests/s.
-MEMBERSHIP_POLL_S = 10.0
+# which kafka-python refreshes every 5 minutes anyway, and keeps inside the group's
+# max.poll.interval (5 minutes). Such a poll usually takes 1-2 ms, but on a busy machine
+# now and then 100-250 ms (it hands work to kafka-python's network thread and waits for
+# it), and every request fetched meanwhile waits too: once a second, that was the
+# worker's whole latency tail at 1,000 requests/s; every 10 s, still 1-2 % of requests.
+MEMBERSHIP_POLL_S = 60.0
 
 
 # kafka-python's sender waits this long when a step of a transaction is queued from the
@@ -306,7 +307,7 @@ class KafkaTransport:
         unsettled; once settled, a poll without waiting every ``MEMBERSHIP_POLL_S`` is enough
         (each costs one to two milliseconds: every 0.1 s, that was 1-2 % of the worker's time).
         A settled poll that is due waits for a moment with no batch waiting (for at most
-        another ``MEMBERSHIP_POLL_S``), and for an at-least-once commit in flight, which uses
+        another ``MEMBERSHIP_POLL_S``, still inside max.poll.interval), and for an at-least-once commit in flight, which uses
         the consumer, to land: the worker never stops serving to wait for either.
         """
         coordinator = getattr(self.consumer, "_coordinator", None)

@@ -71,7 +71,7 @@ def test_a_commit_that_fails_in_flight_raises_from_the_next_poll_and_none_of_it_
         transport.send(outputs, b"k", b"lost")
         too_large = Checkpoint("k", b"s" * (MAX_CHECKPOINT_BYTES + 1), (0,))
         transport.commit([too_large], wait=False)  # its send fails in the commit's own thread
-        time.sleep(1.1)  # past MEMBERSHIP_POLL_S: the poll lands it, if it has not landed by then
+        time.sleep(1.1)  # time for the commit's thread to fail: the next poll lands it
         with pytest.raises(TransportError, match="commit failed"):
             transport.poll(N, 0.5)
         transport.abort()
