@@ -121,6 +121,10 @@ class Fetcher:
             self._ready.appendleft(rest)
         return batch
 
+    def has_batch(self) -> bool:
+        """Whether a batch (or a message about one) is waiting to be taken."""
+        return bool(self._ready) or self._data.poll(0)
+
     def wait_ready(self, timeout_s: float) -> bool:
         """Wait until the fetch process has started (it takes a second or two); whether it has."""
         deadline = time.monotonic() + timeout_s

@@ -10,6 +10,10 @@ Two delivery modes:
   the last committed checkpoints and offsets together.
 * at-least-once: the producer is flushed, then the offsets are committed.
 
+A side output that must be delivered before its inputs count as processed, but
+that does not wait for the transaction (the served predictions, see
+``producers.predictions``), is flushed first by ``before_commit``.
+
 Either way the commit can land in a thread of its own while the worker learns
 from the next events (``commit(wait=False)``).
 
@@ -31,7 +35,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
@@ -52,8 +56,13 @@ log = logging.getLogger(__name__)
 COMMIT_TIMEOUT_S = 60.0
 # With a fetch process: how often the group member polls once settled. A rebalance the
 # group starts is seen sooner (the heartbeat thread flags it, and the next poll waits);
-# this only bounds how late a change seen in metadata alone (more partitions) is noticed.
-MEMBERSHIP_POLL_S = 1.0
+# this only bounds how late a change seen in metadata alone (more partitions) is noticed,
+# which kafka-python refreshes every 5 minutes anyway, and keeps inside the group's
+# max.poll.interval (5 minutes). Such a poll usually takes 1-2 ms, but on a busy machine
+# now and then 100-250 ms (it hands work to kafka-python's network thread and waits for
+# it), and every request fetched meanwhile waits too: once a second, that was the
+# worker's whole latency tail at 1,000 requests/s; every 10 s, still 1-2 % of requests.
+MEMBERSHIP_POLL_S = 60.0
 
 
 # kafka-python's sender waits this long when a step of a transaction is queued from the
@@ -137,13 +146,17 @@ class KafkaTransport:
         max_poll_records: int = 2000,
         fetch_process: bool = True,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        before_commit: Callable[[], None] | None = None,
     ) -> None:
+        """``before_commit`` runs in the commit's thread before anything of the commit: it may
+        raise :class:`KafkaError`, and the commit then fails."""
         if (checkpoints_topic is None) != (transactional_id is None):
             raise ValueError("exactly-once needs both checkpoints_topic and transactional_id")
         self.bootstrap = bootstrap
         self.topic = topic
         self.checkpoints_topic = checkpoints_topic
         self.transactional = transactional_id is not None
+        self._before_commit = before_commit
         self._listener = _Listener(topic)
         self._in_transaction = False
         self._landing: tuple[_Call, float] | None = None  # exactly-once: a commit in flight, its deadline
@@ -293,12 +306,21 @@ class KafkaTransport:
         kafka-python moves a join on only while poll waits, so it waits while the group is
         unsettled; once settled, a poll without waiting every ``MEMBERSHIP_POLL_S`` is enough
         (each costs one to two milliseconds: every 0.1 s, that was 1-2 % of the worker's time).
+        A settled poll that is due waits for a moment with no batch waiting (for at most
+        another ``MEMBERSHIP_POLL_S``, still inside max.poll.interval), and for an at-least-once commit in flight, which uses
+        the consumer, to land: the worker never stops serving to wait for either.
         """
         coordinator = getattr(self.consumer, "_coordinator", None)
         settled = bool(self.consumer.assignment()) and coordinator is not None and not coordinator.need_rejoin()
         now = time.monotonic()
-        if settled and now - self._membership_polled < MEMBERSHIP_POLL_S:
-            return
+        if settled:
+            since = now - self._membership_polled
+            if since < MEMBERSHIP_POLL_S:
+                return
+            if self._landing is not None and not self._landing[0].done() and not self.transactional:
+                return
+            if since < 2 * MEMBERSHIP_POLL_S and self._fetcher is not None and self._fetcher.has_batch():
+                return
         self._land()  # an at-least-once commit in flight uses the consumer
         if not settled:
             self.consumer.poll(timeout_ms=max(1, int(1000 * (deadline - now))))
@@ -361,6 +383,8 @@ class KafkaTransport:
         """In a thread of its own: the outputs sent so far delivered, then ``offsets`` (None:
         the consumer's positions). The worker's thread keeps off the consumer meanwhile
         (see :meth:`_keep_membership`)."""
+        if self._before_commit is not None:
+            self._before_commit()
         self.producer.flush()
         failed = [f.exception for f in pending if f.failed()]
         if failed:
@@ -373,6 +397,8 @@ class KafkaTransport:
     def _commit_transaction(self, checkpoints: Sequence[Checkpoint], offsets: dict, metadata) -> None:
         """In a thread of its own: uses the producer only (the worker's thread holds back its
         sends meanwhile), never the consumer, which is not thread-safe."""
+        if self._before_commit is not None:
+            self._before_commit()
         self._begin()
         for cp in checkpoints:
             header = ",".join(map(str, cp.partitions)).encode()

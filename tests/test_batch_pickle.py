@@ -113,3 +113,10 @@ def test_a_restored_model_holds_the_very_names_batches_bring():
     model_state = {"".join(["hv", "alue"]): 0.5, "".join(["lo", "an"]): 0.25}  # keyed by other copies
     restored = pickling.loads(pickling.dumps(model_state))
     assert [a is b for a, b in zip(restored, got[7][0].x)] == [True, True]
+
+
+def test_feedback_events_without_features_cross_as_they_are() -> None:
+    raws = [b'{"key": "shop", "id": "r1", "x": {"a": 1.0}}', b'{"key": "shop", "id": "r1", "y": true}']
+    got, _ = _cross(BatchPickler(), BatchUnpickler(), _message(raws, 0))
+    request, feedback = got[-1]
+    assert request.x == {"a": 1.0} and (feedback.x, feedback.y, feedback.id, feedback.key) == (None, True, "r1", "shop")

@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     >>> parser.prog
     'stream-cd'
     """
-    from stream_cd.cli import experiment, kafka, pipeline, state
+    from stream_cd.cli import experiment, kafka, pipeline, serve, state
 
     parser = argparse.ArgumentParser(
         prog="stream-cd",
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline.register(commands)
     state.register(commands)
     experiment.register(commands)
+    serve.register(commands)
     return parser
 
 

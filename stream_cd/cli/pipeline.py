@@ -64,7 +64,8 @@ def _register_worker(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--commit-every-seconds", type=positive_float, default=DEFAULT_COMMIT_SECONDS, metavar="S",
                    help=f"commit at least every S seconds; exactly-once decisions become visible then (default: {DEFAULT_COMMIT_SECONDS})")
     p.add_argument("--publish-predictions", action="store_true",
-                   help="publish every served prediction to <prefix>.predictions (in the same transaction as the decisions)")
+                   help="publish every served prediction to <prefix>.predictions at once, outside the state transaction "
+                   "(an idempotent producer of its own; a prediction repeated after a crash is identical)")
     p.add_argument("--fetch-inline", action="store_true",
                    help="fetch and decode messages in the worker's own process; by default a second process does it, "
                    "beside the learning (about 1.2x the events/s with two cores)")

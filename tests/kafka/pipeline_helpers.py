@@ -6,11 +6,12 @@ import os
 import subprocess
 import sys
 import time
+from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
 import orjson
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
 REPO = Path(__file__).resolve().parents[2]
 TEST_STATE_KEY = "test-state-key-0123456789abcdef"
@@ -95,5 +96,49 @@ def read_topic(bootstrap: str, topic: str, expected: int, deadline_s: float = 60
             for batch in consumer.poll(timeout_ms=300, max_records=5000).values():
                 records.extend(batch)
         return records
+    finally:
+        consumer.close()
+
+
+def committed(bootstrap: str, group: str) -> int:
+    """The sum of ``group``'s committed offsets (0 before it has committed any)."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        offsets = admin.list_group_offsets(group).get(group, {})
+        return sum(o.offset for o in offsets.values() if o.offset > 0)
+    except Exception:  # noqa: BLE001 - the group may not exist yet
+        return 0
+    finally:
+        admin.close()
+
+
+def wait_committed(bootstrap: str, group: str, at_least: int, worker: subprocess.Popen, deadline_s: float = 120) -> None:
+    """Wait until ``group`` has committed ``at_least`` offsets; fail if ``worker`` dies first."""
+    deadline = time.monotonic() + deadline_s
+    while committed(bootstrap, group) < at_least:
+        assert worker.poll() is None, worker.stderr.read().decode()[-2000:]
+        assert time.monotonic() < deadline, f"the worker did not commit {at_least} offsets in {deadline_s} s"
+        time.sleep(0.2)
+
+
+def predictions_by_id(bootstrap: str, prefix: str) -> dict[str, list[tuple]]:
+    """Every prediction record of a request on ``<prefix>.predictions`` up to its end, as
+    ``(id, arm, version, prediction)``, by request id (labeled events' records have no id)."""
+    topic = f"{prefix}.predictions"
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                             isolation_level="read_committed")
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        found: dict[str, list[tuple]] = defaultdict(list)
+        while any(consumer.position(tp) < end for tp, end in ends.items()):
+            for batch in consumer.poll(timeout_ms=500, max_records=10_000).values():
+                for record in batch:
+                    r = orjson.loads(record.value)
+                    if r["id"] is not None:
+                        found[r["id"]].append((r["id"], r["arm"], r["version"], r["prediction"]))
+        return dict(found)
     finally:
         consumer.close()

@@ -21,7 +21,7 @@ from stream_cd import subscribe_decisions
 from stream_cd.simulate.datasets import generate
 from stream_cd.pipeline import model_key_of_record
 from stream_cd.state.signing import load_state
-from tests.kafka.pipeline_helpers import cli, finish, finish_with_counts, produce, start_worker
+from tests.kafka.pipeline_helpers import cli, finish, finish_with_counts, produce, start_worker, wait_committed
 
 pytestmark = pytest.mark.kafka
 
@@ -73,25 +73,6 @@ def _fill_paced(bootstrap: str, prefix: str, events: list[bytes], start: int, ke
     produce(bootstrap, f"{prefix}.events", paced())
 
 
-def _committed(bootstrap: str, group: str) -> int:
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        offsets = admin.list_group_offsets(group).get(group, {})
-        return sum(o.offset for o in offsets.values() if o.offset > 0)
-    except Exception:  # noqa: BLE001 - the group may not exist yet
-        return 0
-    finally:
-        admin.close()
-
-
-def _wait_committed(bootstrap: str, group: str, at_least: int, worker: subprocess.Popen, deadline_s: float = 120) -> None:
-    deadline = time.monotonic() + deadline_s
-    while _committed(bootstrap, group) < at_least:
-        assert worker.poll() is None, worker.stderr.read().decode()[-2000:]
-        assert time.monotonic() < deadline, f"the worker did not commit {at_least} offsets in {deadline_s} s"
-        time.sleep(0.2)
-
-
 def _final_models(bootstrap: str, prefix: str, probe: list[dict]) -> dict[str, list]:
     """Each model key's champion predictions on the probe set, from its newest checkpoint."""
     found = read_checkpoints(bootstrap, f"{prefix}.checkpoints")
@@ -130,7 +111,7 @@ def _killed_three_times(bootstrap: str, prefix: str, at: tuple[int, ...], seed: 
     delays = random.Random(seed)  # the kills land anywhere in a commit interval, in a transaction or not
     for at_least in at:
         worker = start_worker(bootstrap, prefix, *FLAGS, "--worker-id", "w1")
-        _wait_committed(bootstrap, group, at_least, worker)
+        wait_committed(bootstrap, group, at_least, worker)
         time.sleep(delays.uniform(0.0, 1.5))
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=10)
@@ -160,12 +141,40 @@ def test_kill_minus_nine_three_times_equals_uninterrupted_run(kafka_bootstrap, t
     assert rows["default"]["size"] > 0 and "refused" not in rows["default"]
 
 
-def _group_members(bootstrap: str, group: str) -> int:
+def _group_members(bootstrap: str, group: str) -> list[list[int]]:
+    """The partitions each member of ``group`` holds."""
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
-        return len(admin.describe_groups([group])[group]["members"])
+        members = admin.describe_groups([group])[group]["members"]
+        assigned = [m["member_assignment"] or {} for m in members]  # empty while the group rebalances
+        return [sorted(p for a in each.get("assigned_partitions", ()) for p in a["partitions"]) for each in assigned]
     finally:
         admin.close()
+
+
+def _committed_by_partition(bootstrap: str, group: str) -> dict[int, int]:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        return {tp.partition: o.offset for tp, o in admin.list_group_offsets(group).get(group, {}).items()}
+    finally:
+        admin.close()
+
+
+def _wait_both_work(bootstrap: str, group: str, workers, deadline_s: float = 120) -> None:
+    """Wait until two members hold partitions and every partition with events (the four keys
+    fall on two of them) has committed progress since: each worker holds one of those, so both
+    have taken part (on a busy machine the second can take many seconds to start)."""
+    deadline = time.monotonic() + deadline_s
+    while not (len(held := _group_members(bootstrap, group)) == 2 and all(held)):
+        assert all(w.poll() is None for w in workers) and time.monotonic() < deadline, f"members hold {held}"
+        time.sleep(0.2)
+    before = _committed_by_partition(bootstrap, group)
+    while True:
+        now = _committed_by_partition(bootstrap, group)
+        if before and all(now.get(p, 0) > offset for p, offset in before.items()):
+            return
+        assert all(w.poll() is None for w in workers) and time.monotonic() < deadline, f"committed {before} -> {now}"
+        time.sleep(0.2)
 
 
 def test_a_worker_joining_and_leaving_mid_stream_changes_nothing(kafka_bootstrap, topic_prefix, stream, probe):
@@ -175,7 +184,7 @@ def test_a_worker_joining_and_leaving_mid_stream_changes_nothing(kafka_bootstrap
     group = f"{prefix}.workers"
     _fill(kafka_bootstrap, prefix, stream[:10_000], partitions=4, keys=4)
     first = start_worker(kafka_bootstrap, prefix, *FLAGS, "--worker-id", "w1", "--idle-exit", "6")
-    _wait_committed(kafka_bootstrap, group, 8_000, first)
+    wait_committed(kafka_bootstrap, group, 8_000, first)
     second = start_worker(kafka_bootstrap, prefix, *FLAGS, "--worker-id", "w2")
     deadline = time.monotonic() + 60
     while _group_members(kafka_bootstrap, group) < 2:  # joined: the rest comes while both hold partitions
@@ -184,8 +193,7 @@ def test_a_worker_joining_and_leaving_mid_stream_changes_nothing(kafka_bootstrap
     # the rest of the stream arrives while both work, at about 4,000 events/s
     rest = threading.Thread(target=_fill_paced, args=(kafka_bootstrap, prefix, stream, 10_000, 4, 4_000))
     rest.start()
-    _wait_committed(kafka_bootstrap, group, 30_000, second)
-    assert _group_members(kafka_bootstrap, group) == 2
+    _wait_both_work(kafka_bootstrap, group, (first, second))
 
     second.send_signal(signal.SIGTERM)  # a graceful leave: finish the batch, commit, leave the group
     started = time.monotonic()
@@ -248,7 +256,7 @@ def test_the_worker_rides_out_a_broker_restart(tmp_path, topic_prefix, stream, p
         _fill(bootstrap, prefix, stream)
         # idle-exit outlasts the outage: a worker holding partitions with nothing new would stop
         worker = start_worker(bootstrap, prefix, *FLAGS, "--worker-id", "w1", "--idle-exit", "25")
-        _wait_committed(bootstrap, group, 15_000, worker)
+        wait_committed(bootstrap, group, 15_000, worker)
         broker.stop()
         time.sleep(10)
         broker.start(broker_cluster_id, port=port, timeout_s=90)

@@ -21,13 +21,13 @@ pytestmark = pytest.mark.kafka
 N = 10
 
 
-def _polled(bootstrap: str, prefix: str, exactly_once: bool = True) -> tuple[KafkaTransport, str]:
+def _polled(bootstrap: str, prefix: str, exactly_once: bool = True, **options) -> tuple[KafkaTransport, str]:
     """A transport holding a one-partition topic of ``N`` events, all of them polled."""
     topic, outputs = f"{prefix}events", f"{prefix}outputs"
     ensure_topics(bootstrap, [TopicSpec(topic), TopicSpec(outputs), TopicSpec(f"{prefix}checkpoints")])
     produce(bootstrap, topic, ((b"k", orjson.dumps({"x": {"a": i}, "y": i % 2 == 0})) for i in range(N)))
     modes = {"checkpoints_topic": f"{prefix}checkpoints", "transactional_id": f"{prefix}worker"} if exactly_once else {}
-    transport = KafkaTransport(bootstrap, topic, f"{prefix}group", **modes)
+    transport = KafkaTransport(bootstrap, topic, f"{prefix}group", **modes, **options)
     polled = 0
     deadline = time.monotonic() + 60
     while polled < N:
@@ -71,7 +71,7 @@ def test_a_commit_that_fails_in_flight_raises_from_the_next_poll_and_none_of_it_
         transport.send(outputs, b"k", b"lost")
         too_large = Checkpoint("k", b"s" * (MAX_CHECKPOINT_BYTES + 1), (0,))
         transport.commit([too_large], wait=False)  # its send fails in the commit's own thread
-        time.sleep(1.1)  # past MEMBERSHIP_POLL_S: the poll lands it, if it has not landed by then
+        time.sleep(1.1)  # time for the commit's thread to fail: the next poll lands it
         with pytest.raises(TransportError, match="commit failed"):
             transport.poll(N, 0.5)
         transport.abort()
@@ -79,6 +79,31 @@ def test_a_commit_that_fails_in_flight_raises_from_the_next_poll_and_none_of_it_
         transport.commit([Checkpoint("k", b"state", (0,))])
         assert [r.value for r in read_topic(kafka_bootstrap, outputs, 2, deadline_s=5)] == [b"kept"]
         assert _blobs(kafka_bootstrap, topic_prefix) == [b"state"]
+        assert transport.committed_offset(0) == N
+    finally:
+        transport.close()
+
+
+@pytest.mark.parametrize("exactly_once", [True, False], ids=["exactly-once", "at-least-once"])
+def test_a_side_output_not_delivered_fails_the_commit_and_its_offsets_stay_uncommitted(
+        kafka_bootstrap, topic_prefix, exactly_once):
+    from kafka.errors import KafkaError
+
+    failing = [True]
+
+    def before_commit() -> None:  # the predictions' flush, say, finding one undelivered
+        if failing[0]:
+            raise KafkaError("1 of 3 predictions were not delivered")
+
+    transport, outputs = _polled(kafka_bootstrap, topic_prefix, exactly_once, before_commit=before_commit)
+    try:
+        transport.send(outputs, b"k", b"decision")
+        with pytest.raises(TransportError, match="predictions were not delivered"):
+            transport.commit(wait=True)
+        assert transport.committed_offset(0) is None
+        transport.abort()
+        failing[0] = False
+        transport.commit(wait=True)
         assert transport.committed_offset(0) == N
     finally:
         transport.close()

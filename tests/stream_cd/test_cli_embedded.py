@@ -152,7 +152,7 @@ COMMANDS = list(_commands(build_parser()))
 
 def test_every_command_of_the_design_is_there() -> None:
     names = {path for path, _ in COMMANDS}
-    for command in [("worker",), ("replay",), ("decisions",), ("generate",), ("kafka",),
+    for command in [("worker",), ("replay",), ("decisions",), ("generate",), ("serve",), ("kafka",),
                     ("kafka", "up"), ("kafka", "down"), ("kafka", "status"),
                     ("experiment", "start"), ("experiment", "status"), ("experiment", "stop")]:
         assert command in names
