@@ -16,7 +16,7 @@ from stream_cd import subscribe_decisions
 from stream_cd.simulate.datasets import generate
 from stream_cd.simulate.feedback import delayed_feedback
 from tests.kafka.pipeline_helpers import REPO, cli, finish, produce, read_topic, start_worker
-from tests.kafka.test_exactly_once import _wait_committed
+from tests.kafka.pipeline_helpers import wait_committed
 
 pytestmark = pytest.mark.kafka
 
@@ -81,7 +81,7 @@ def test_ab_tests_on_four_keys_with_two_workers_decide_exactly_once_as_in_proces
                                      *_start_args(key)), capture_output=True, cwd=REPO, timeout=60)
         assert started.returncode == 0, started.stderr.decode()
     first = start_worker(kafka_bootstrap, prefix, *FLAGS, "--worker-id", "w1", "--idle-exit", "8")
-    _wait_committed(kafka_bootstrap, f"{prefix}.workers", 4_000, first)
+    wait_committed(kafka_bootstrap, f"{prefix}.workers", 4_000, first)
     second = start_worker(kafka_bootstrap, prefix, *FLAGS, "--worker-id", "w2", "--idle-exit", "8")
     time.sleep(2)
     produce(kafka_bootstrap, f"{prefix}.events", ((orjson.loads(raw)["key"].encode(), raw) for raw in live))
@@ -135,7 +135,7 @@ def test_a_canary_killed_at_its_25_percent_step_resumes_there(kafka_bootstrap, t
     ensure_topics(kafka_bootstrap, [TopicSpec(f"{prefix}.events", partitions=1)])
     produce(kafka_bootstrap, f"{prefix}.events", ((b"shop", raw) for raw in stream[:cut]))
     worker = start_worker(kafka_bootstrap, prefix, *flags, "--worker-id", "w1")
-    _wait_committed(kafka_bootstrap, f"{prefix}.workers", cut, worker)
+    wait_committed(kafka_bootstrap, f"{prefix}.workers", cut, worker)
     worker.kill()
     worker.wait(timeout=10)
     before = [d for d in subscribe_decisions(kafka_bootstrap, f"{prefix}.decisions", from_beginning=True)
