@@ -74,10 +74,12 @@ class ModelKey:
             self._check_specs(self.task)
         self.schema = Schema(key)
         self.book = VersionBook()
-        self.champion = Arm(CHAMPION, self.spec, self.book.birth(self.spec.name, "start", 0))
+        self.window = config.triggers.performance_window  # events in each arm's rolling metric
+        self.champion = Arm(CHAMPION, self.spec, self.book.birth(self.spec.name, "start", 0), self.window)
         self.challenger: Arm | None = None
         if self.shadow_spec is not None:
-            self.challenger = Arm(CHALLENGER, self.shadow_spec, self.book.birth(self.shadow_spec.name, "shadow", 0))
+            self.challenger = Arm(CHALLENGER, self.shadow_spec, self.book.birth(self.shadow_spec.name, "shadow", 0),
+                                  self.window)
         self.router = ShadowRouter()
         self._scoring: tuple[Arm, ...] = ()
         self._route()
@@ -152,7 +154,7 @@ class ModelKey:
         """A fresh model of the champion's spec (a stateless retrain) as the challenger."""
         spec = self.champion.spec
         version = self.book.birth(spec.name, trigger, self.events_seen, parent=self.champion.version)
-        self.challenger = Arm(CHALLENGER, spec, version)
+        self.challenger = Arm(CHALLENGER, spec, version, self.window)
         self._route()
         return self.challenger
 
@@ -160,7 +162,7 @@ class ModelKey:
         """A fresh model of the champion's spec serves at once; return the replaced one."""
         old = self.champion
         version = self.book.birth(old.spec.name, trigger, self.events_seen, parent=old.version)
-        self.champion = Arm(CHAMPION, old.spec, version)
+        self.champion = Arm(CHAMPION, old.spec, version, self.window)
         self._route()
         return old
 
@@ -170,12 +172,15 @@ class ModelKey:
             arm.version = arm.version.next_minor()
 
     def decide(self, action: str, trigger: str, ts: int, evidence: dict[str, Any], arm: Arm | None = None) -> Decision:
-        """A decision of this key at the event being handled; ids stay unique within one event."""
+        """A decision of this key at the event being handled; ids stay unique within one event.
+
+        Its evidence carries the rolling metric of every arm (``rolling``), so that the
+        decisions alone draw how each arm did over the stream."""
         challenger = arm if arm is not None else self.challenger
         decision = Decision(
             model_key=self.key, action=action, trigger=trigger, champion_version=self.champion.label,
             challenger_version=None if challenger is None else challenger.label, events_seen=self.events_seen,
-            evidence=evidence, ts=ts, arm=None if arm is None else arm.name, position=self.position,
+            evidence={**evidence, "rolling": self.rolling()}, ts=ts, arm=None if arm is None else arm.name, position=self.position,
         )
         at, given = self._ids_at
         if at != (self.position, self.events_seen):
@@ -323,9 +328,11 @@ class ModelKey:
             return NO_DECISIONS  # the champion changed since this request: nothing of it to judge
         classification = self.task == "classification"
         loss = (0.0 if own == y else 1.0) if classification else loss_of(self.task, y, own)  # type: ignore[arg-type]
+        champion.recent.update(loss)
         c_loss = None
         if c_out is not _NONE:
             c_loss = (0.0 if c_out == y else 1.0) if classification else loss_of(self.task, y, c_out)  # type: ignore[arg-type]
+            challenger.recent.update(c_loss)  # type: ignore[union-attr]
         return self.policy.observe(self, loss, c_loss, ts)  # type: ignore[union-attr]
 
     def _learn_exposure(self, exposure: Exposure, y: Any, ts: int) -> list[Decision]:
@@ -375,6 +382,26 @@ class ModelKey:
         return False
 
     # -- reporting -------------------------------------------------------------------
+
+    def rolling(self) -> dict[str, Any]:
+        """The rolling metric of every arm: ``metric`` (Accuracy or MAE), ``window`` (events)
+        and per arm its ``version``, ``spec``, ``value`` (None before it scored an event)
+        and how many events it has ``scored``.
+
+        >>> from stream_cd.config import PipelineConfig
+        >>> key = ModelKey("k", PipelineConfig(model="logreg", shadow="logreg", drift="none"))
+        >>> for i in range(4):
+        ...     _ = key.learn({"f": float(i % 2)}, i % 2 == 0, ts=0)
+        >>> key.rolling()["arms"]["champion"]
+        {'version': 'v1.0', 'spec': 'logreg', 'value': 0.5, 'scored': 4}
+        """
+        classification = self.task != "regression"
+        arms = {}
+        for arm in self._scoring:
+            mean = arm.recent.mean
+            value = None if mean is None else round(1.0 - mean if classification else mean, 6)
+            arms[arm.name] = {"version": arm.label, "spec": arm.spec.name, "value": value, "scored": arm.recent.scored}
+        return {"metric": "Accuracy" if classification else "MAE", "window": self.window, "arms": arms}
 
     def served_record(self, exposure: Exposure, ident: str | None, ts: int) -> dict[str, Any]:
         """What was served for a request, as one message of the predictions topic."""
