@@ -66,3 +66,43 @@ def key_plot_png(key: KeyTimeline) -> bytes:
     ax.grid(True, alpha=0.3)
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
     return figure_png(fig)
+
+
+def freshness_plot_png(result) -> bytes:
+    """Metric against staleness (lag): each evaluation point thin, the mean with its standard error bold."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    lags = [row.lag for row in result.rows]
+    for i in range(len(result.points)):
+        ax.plot(lags, [row.values[i] for row in result.rows], color="#1f77b4", alpha=0.25, linewidth=0.8,
+                label="one evaluation point" if i == 0 else None)
+    means = [row.mean for row in result.rows]
+    errors = [row.sd / max(1, len(row.values)) ** 0.5 for row in result.rows]
+    ax.errorbar(lags, means, yerr=errors, color="#1f77b4", linewidth=2.2, marker="o", capsize=4,
+                label="mean over the points (± standard error)")
+    ax.set_xlabel("staleness: events between the training window's end and the evaluated events")
+    higher = result.metric != "MAE"
+    ax.set_ylabel(f"{result.metric} on the newest {result.eval_n:,} events ({'higher' if higher else 'lower'} is better)")
+    ax.set_title(f"value of fresh data: {result.spec} trained on {result.window:,} events, {len(result.points)} points")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    return figure_png(fig)
+
+
+def updates_plot_png(rows, metric: str) -> bytes:
+    """Metric and training time against the update interval, stateful and stateless side by side."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for strategy, colour in (("stateful", "#2ca02c"), ("stateless", "#d62728")):
+        mine = sorted((r for r in rows if r.strategy == strategy), key=lambda r: r.every)
+        label = "stateful fine-tuning" if strategy == "stateful" else "stateless retraining from scratch"
+        left.plot([r.every for r in mine], [r.value for r in mine], marker="o", color=colour, label=label)
+        right.plot([r.every for r in mine], [r.train_seconds for r in mine], marker="o", color=colour, label=label)
+    for ax in (left, right):
+        ax.set_xscale("log")
+        ax.set_xlabel("update every N events")
+        ax.grid(True, alpha=0.3)
+    left.set_ylabel(metric)
+    left.set_title(f"{metric} of the served models")
+    right.set_ylabel("training time (s)")
+    right.set_title("compute: training time of all updates")
+    left.legend(fontsize=8)
+    return figure_png(fig)

@@ -129,7 +129,75 @@ def _register_freshness(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_freshness)
 
 
-def _freshness(args: argparse.Namespace) -> int:
-    from stream_cd.analysis.freshness import run_freshness_command
+def _labeled(path: str, label: str, key: str | None) -> tuple[list[dict], list, int]:
+    """The features and labels of the file's labeled events, and how many lines were left out."""
+    from stream_cd.errors import InvalidEvent
+    from stream_cd.events import decode_event
+    from stream_cd.sources import read_events
 
-    return run_freshness_command(args)
+    xs, ys, left_out = [], [], 0
+    for raw in read_events(path, label=label):
+        try:
+            event = decode_event(raw)
+        except InvalidEvent:
+            left_out += 1
+            continue
+        if event.x is None or event.y is None or (key is not None and event.key != key):
+            left_out += 1
+            continue
+        xs.append(event.x)
+        ys.append(event.y)
+    return xs, ys, left_out
+
+
+def _freshness(args: argparse.Namespace) -> int:
+    import json
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from stream_cd.analysis.freshness import evaluation_points, staleness_study
+    from stream_cd.analysis.updates import update_steps, update_study
+    from stream_cd.errors import ConfigError
+    from stream_cd.learning.specs import ModelSpec
+
+    ModelSpec.parse(args.model)  # a bad spec fails before the file is read
+    xs, ys, left_out = _labeled(args.file, args.label, args.key)
+    if not xs:
+        raise ConfigError(f"{args.file} has no labeled events (with x and y){'' if args.key is None else f' of key {args.key!r}'}")
+    every = args.update_every or [args.eval, 5 * args.eval, 20 * args.eval]
+    points = evaluation_points(len(xs), args.window, args.eval, args.lags, args.points)
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"cannot use output directory {out}: {err.strerror}") from None
+    progress = Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeRemainingColumn(), disable=args.no_progress or not sys.stderr.isatty(),
+                        console=None, transient=True)
+    with progress:
+        stale = progress.add_task("staleness: models trained", total=len(points) * len(args.lags))
+        result = staleness_study(xs, ys, args.model, lags=args.lags, window=args.window, eval_n=args.eval,
+                                 points=args.points, progress=lambda n: progress.advance(stale, n))
+        steps = progress.add_task("updates: stateful vs stateless", total=update_steps(len(xs), args.window, every))
+        rows = update_study(xs, ys, args.model, every=every, window=args.window, progress=lambda n: progress.advance(steps, n))
+    from stream_cd.analysis.plots import freshness_plot_png, updates_plot_png
+
+    (out / "freshness.png").write_bytes(freshness_plot_png(result))
+    (out / "updates.png").write_bytes(updates_plot_png(rows, result.metric))
+    report = {"file": args.file, "events": len(xs), "left_out": left_out, "staleness": result.as_dict(),
+              "updates": [row.__dict__ for row in rows]}
+    (out / "freshness.json").write_text(json.dumps(report, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    metric = result.metric
+    print(f"{len(xs):,} labeled events of {args.file}; {args.model} trained on {args.window:,} events, evaluated on "
+          f"the newest {args.eval:,} at {len(points)} points ({points[0]:,} to {points[-1]:,})")
+    print(f"\n{'lag':>8}  {metric + ' mean':>14}  {'spread (sd)':>11}  {'vs lag ' + str(result.rows[0].lag):>12}  {'± se':>7}")
+    for row in result.rows:
+        print(f"{row.lag:>8,}  {row.mean:>14.4f}  {row.sd:>11.4f}  {row.diff_mean:>+12.4f}  {row.diff_se:>7.4f}")
+    print(f"\n{'update every':>12}  {'strategy':<10}  {metric:>9}  {'train s':>8}  {'updates':>7}")
+    for row in rows:
+        print(f"{row.every:>12,}  {row.strategy:<10}  {row.value:>9.4f}  {row.train_seconds:>8.2f}  {row.updates:>7,}")
+    print(f"\nplots and numbers in {out}/ (freshness.png, updates.png, freshness.json)")
+    return 0
