@@ -348,7 +348,7 @@ def main() -> None:
 
     results: dict = {"n": args.n, "topic": events_topic, "partitions": 1, "repeat": args.repeat,
                      "commit_defaults": {"events": DEFAULT_COMMIT_EVENTS, "seconds": DEFAULT_COMMIT_SECONDS},
-                     "modes": {m: MODES[m] for m in modes}, "pairs": {},
+                     "modes": {m: MODES[m.removesuffix("-fb")] + (" (delayed feedback)" if m.endswith("-fb") else "") for m in modes}, "pairs": {},
                      "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                  "loadavg_start": os.getloadavg()}}
     for pair in pairs:

@@ -91,7 +91,7 @@ class BatchPickler:
                 key = self._add(event.key, new)
             event.key = key
             x = event.x
-            if not ids.issuperset(map(id, x)):
+            if x is not None and not ids.issuperset(map(id, x)):  # None: a feedback, no features
                 for name in x:
                     if name not in known:
                         self._add(name, new)

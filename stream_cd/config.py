@@ -6,7 +6,7 @@
 >>> PipelineConfig.from_mapping({"modle": "logreg"})
 Traceback (most recent call last):
 ...
-stream_cd.errors.ConfigError: unknown configuration key 'modle'; known keys: alpha, drift, drift_delta, drop_budget, feedback_default, feedback_ttl_s, max_event_bytes, max_pending, max_sessions, min_sample, model, on_drift, range_guard, range_warmup, report_every, session_adaptation, session_ttl_s, shadow, source_cap, source_window, task, triggers, version_every
+stream_cd.errors.ConfigError: unknown configuration key 'modle'; known keys: alpha, drift, drift_delta, drop_budget, feedback_default, feedback_ttl_s, forgetting, max_event_bytes, max_pending, max_sessions, min_sample, model, on_drift, range_guard, range_warmup, reference_size, report_every, session_adaptation, session_ttl_s, shadow, source_cap, source_window, task, triggers, version_every
 >>> PipelineConfig(alpha=1.5)
 Traceback (most recent call last):
 ...
@@ -67,6 +67,11 @@ class PipelineConfig:
         default; it only acts on events that carry a session), at most ``max_sessions`` per
         model key (least recently active evicted), a session idle ``session_ttl_s`` seconds of
         event time starting fresh.
+    forgetting, reference_size
+        The forgetting guard (:mod:`stream_cd.evaluation.forgetting`): before any promotion
+        the candidate is checked against the champion on a reservoir of ``reference_size``
+        older labeled events; ``warn`` publishes the evidence with the promotion, ``block``
+        holds a candidate that has forgotten back, ``off`` skips the check.
     max_pending, feedback_ttl_s, feedback_default
         Delayed feedback (:mod:`stream_cd.serving.exposures`): requests waiting for their
         feedback per model key, and their age in event-time seconds (None: no limit),
@@ -95,6 +100,8 @@ class PipelineConfig:
     session_adaptation: bool = True
     max_sessions: int = 10_000
     session_ttl_s: float | None = 1800.0
+    forgetting: str = "warn"
+    reference_size: int = 2000
     max_pending: int = 100_000
     feedback_ttl_s: float | None = 86_400.0
     feedback_default: bool | int | float | str | None = None
@@ -104,6 +111,7 @@ class PipelineConfig:
         _choice("task", self.task, TASKS)
         _choice("drift", self.drift, ("adwin", "none"))
         _choice("on_drift", self.on_drift, ("challenge", "reset"))
+        _choice("forgetting", self.forgetting, ("warn", "block", "off"))
         ModelSpec.parse(self.model)
         if self.shadow != "none":
             ModelSpec.parse(self.shadow)
@@ -112,7 +120,7 @@ class PipelineConfig:
         if not 0 < self.drift_delta < 1:
             raise ConfigError(f"drift_delta {self.drift_delta} must lie strictly between 0 and 1")
         for name in ("min_sample", "drop_budget", "report_every", "max_event_bytes", "max_pending",
-                     "source_window", "range_warmup", "version_every", "max_sessions"):
+                     "source_window", "range_warmup", "version_every", "max_sessions", "reference_size"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{name} {getattr(self, name)} must be at least 1")
         if self.source_cap is not None and not 0 < self.source_cap <= 1:

@@ -33,7 +33,7 @@ import orjson
 
 from stream_cd.errors import InvalidEvent
 
-__all__ = ["Event", "decode_event", "encode_event", "DEFAULT_KEY", "DEFAULT_MAX_EVENT_BYTES"]
+__all__ = ["Event", "Control", "decode_event", "encode_event", "DEFAULT_KEY", "DEFAULT_MAX_EVENT_BYTES"]
 
 DEFAULT_KEY = "default"
 DEFAULT_MAX_EVENT_BYTES = 64 * 1024
@@ -87,6 +87,23 @@ class Event:
         if self.y is not None:
             out["y"] = self.y
         return out
+
+
+@dataclass(slots=True)
+class Control:
+    """A control message of a model key's stream: ``start`` or ``stop`` an experiment
+    (its definition is checked by the model key, which refuses it whole or applies it)."""
+
+    key: str
+    action: str
+    experiment: dict[str, Any]
+    ts: int | None = None
+
+    def __reduce__(self) -> tuple:
+        return Control, (self.key, self.action, self.experiment, self.ts)
+
+
+CONTROL_ACTIONS = ("start", "stop")
 
 
 def encode_event(event: Event) -> bytes:
@@ -185,6 +202,9 @@ def decode_event(raw: bytes, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Event:
     ts = get("ts")
     if ts is not None and (type(ts) is not int or ts < 0):
         raise InvalidEvent(f"ts is {ts!r}; it must be epoch milliseconds as a whole number")
+    control = get("control")
+    if control is not None:
+        return _control(key, control, get("experiment"), ts)
     x = get("x", _MISSING)
     y = get("y")
     if y is not None and type(y) not in _SCALARS:
@@ -207,3 +227,20 @@ def decode_event(raw: bytes, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Event:
     if source is not None and type(source) is not str:
         source = _optional_str(obj, "source")
     return Event(key, x, y, ident, ts, session, source, numeric)
+
+
+def _control(key: str, action: object, experiment: object, ts: int | None) -> Control:
+    """A control message, checked in its shape (the definition itself is the model key's to check).
+
+    >>> decode_event(b'{"key": "shop", "control": "stop", "experiment": {"name": "ab-7"}}')
+    Control(key='shop', action='stop', experiment={'name': 'ab-7'}, ts=None)
+    >>> decode_event(b'{"control": "pause", "experiment": {"name": "ab-7"}}')
+    Traceback (most recent call last):
+    ...
+    stream_cd.errors.InvalidEvent: control 'pause' is not one of start, stop
+    """
+    if action not in CONTROL_ACTIONS:
+        raise InvalidEvent(f"control {action!r} is not one of {', '.join(CONTROL_ACTIONS)}")
+    if type(experiment) is not dict or type(experiment.get("name")) is not str:
+        raise InvalidEvent(f"control {action!r} needs an experiment object with a name, not {experiment!r}")
+    return Control(key, action, experiment, ts)

@@ -42,7 +42,10 @@ from typing import Any
 
 from stream_cd.config import PipelineConfig
 from stream_cd.decisions import Decision
-from stream_cd.errors import InvalidEvent
+from stream_cd.errors import ConfigError, InvalidEvent
+from stream_cd.evaluation.definition import CONTROL, ExperimentDefinition
+from stream_cd.evaluation.experiments import RunningExperiment
+from stream_cd.evaluation.forgetting import ReferenceSample
 from stream_cd.evaluation.policy import NO_DECISIONS, Policy
 from stream_cd.learning.arms import Arm
 from stream_cd.learning.guard import RangeGuard, SourceCap
@@ -81,7 +84,11 @@ class ModelKey:
             self.challenger = Arm(CHALLENGER, self.shadow_spec, self.book.birth(self.shadow_spec.name, "shadow", 0),
                                   self.window)
         self.router = ShadowRouter()
+        self.running: RunningExperiment | None = None
+        self.last_experiment: dict[str, Any] | None = None  # how the last experiment ended
+        self.reference = None if config.forgetting == "off" else ReferenceSample(config.reference_size, key)
         self._scoring: tuple[Arm, ...] = ()
+        self._learners: tuple[Arm, ...] = ()
         self._route()
         ttl = None if config.feedback_ttl_s is None else int(config.feedback_ttl_s * 1000)
         self.exposures = ExposureStore(config.max_pending, ttl)
@@ -123,11 +130,15 @@ class ModelKey:
         self._check_specs(task)
         self.task = task
         self._start_judging()
+        self._route()
 
     def _route(self) -> None:
         """The arms that score every request, the serving arm first; again after every change of arms."""
         others = [] if self.challenger is None else [self.challenger]
         self._scoring = self.router.scoring(self.champion, others)
+        self._learners = self._scoring + (() if self.running is None else tuple(self.running.arms.values()))
+        # a session's adapter corrects the champion's probabilities: a model without them is served as is
+        self._adapts = self.task != "classification" or hasattr(self.champion.model, "predict_proba_one")
 
     # -- the roles a policy acts on -----------------------------------------------
 
@@ -166,21 +177,38 @@ class ModelKey:
         self._route()
         return old
 
+    def promote_arm(self, arm: Arm) -> None:
+        """An experiment's winner serves; the old champion stays on as its shadow."""
+        old = self.champion
+        self.champion, self.challenger = arm, old
+        arm.name, old.name = CHAMPION, CHALLENGER
+        self.end_experiment()
+
+    def end_experiment(self, outcome: dict[str, Any] | None = None) -> None:
+        if outcome is not None:
+            self.last_experiment = outcome
+        self.running = None
+        self._route()
+
     def bump_minor(self) -> None:
         """Stateful progress: MINOR of every arm goes up."""
-        for arm in self._scoring:
+        for arm in self._learners:
             arm.version = arm.version.next_minor()
 
-    def decide(self, action: str, trigger: str, ts: int, evidence: dict[str, Any], arm: Arm | None = None) -> Decision:
+    def decide(self, action: str, trigger: str, ts: int, evidence: dict[str, Any], arm: Arm | None = None,
+               arm_name: str | None = None) -> Decision:
         """A decision of this key at the event being handled; ids stay unique within one event.
 
         Its evidence carries the rolling metric of every arm (``rolling``), so that the
         decisions alone draw how each arm did over the stream."""
         challenger = arm if arm is not None else self.challenger
+        running = self.running
         decision = Decision(
             model_key=self.key, action=action, trigger=trigger, champion_version=self.champion.label,
             challenger_version=None if challenger is None else challenger.label, events_seen=self.events_seen,
-            evidence={**evidence, "rolling": self.rolling()}, ts=ts, arm=None if arm is None else arm.name, position=self.position,
+            evidence={**evidence, "rolling": self.rolling()}, ts=ts, arm=arm_name or (None if arm is None else arm.name),
+            position=self.position, experiment=None if running is None else running.name,
+            traffic=None if running is None else running.test.traffic(),
         )
         at, given = self._ids_at
         if at != (self.position, self.events_seen):
@@ -206,14 +234,40 @@ class ModelKey:
             exposures.check_new(ident)
         self.events_seen += 1
         decisions = NO_DECISIONS
-        exposure = self._score(x, ts, session, source)
+        exposure = self._score(x, ts, session, source, ident)
         if self._failed:
             decisions = self._drop_failed(ts)
+        if self._verdicts:
+            decisions = [*decisions, *self._take_verdicts(ts)]
         if ident is not None:
             expired = exposures.add(ident, exposure)
             if expired:
                 decisions = [*decisions, *self._expired(expired)]
         return exposure, decisions
+
+    def control(self, action: str, experiment: dict[str, Any], ts: int) -> list[Decision]:
+        """Start or stop an experiment; a definition that is not valid is refused whole."""
+        self.events_seen += 1
+        name = experiment.get("name")
+        running = self.running
+        if action == "stop":
+            if running is None or running.name != name:
+                raise InvalidEvent(f"no experiment {name!r} is running on model key {self.key!r}; nothing to stop")
+            decision = self.decide("stop", "experiment", ts, {"reason": "stopped", **running.test.status()})
+            self.end_experiment({**running.test.status(), "state": "stopped"})
+            return [decision]
+        if running is not None:
+            raise InvalidEvent(f"experiment {name!r} cannot start on model key {self.key!r}: experiment "
+                               f"{running.name!r} is running there; stop it first")
+        try:
+            definition = ExperimentDefinition.from_mapping(experiment)
+            baseline, sd = (None, None) if self.policy is None else self.policy.reward_level()
+            self.running = RunningExperiment(definition, self.book, self.champion.version, self.events_seen, self.task,
+                                             baseline, sd, self.config.report_every)
+        except ConfigError as err:
+            raise InvalidEvent(f"experiment {name!r} refused: {err}") from None
+        self._route()
+        return [self.decide("start", "experiment", ts, self.running.start_evidence())]
 
     def probe(self, x: dict, session: str | None = None, ts: int | None = None) -> Exposure:
         """How a request for ``x`` would be served now, changing nothing."""
@@ -238,7 +292,7 @@ class ModelKey:
         return decisions
 
     def learn(self, x: dict, y: Any, ts: int, source: str | None = None, session: str | None = None,
-              numeric: bool = False) -> list[Decision]:
+              numeric: bool = False, ident: str | None = None) -> list[Decision]:
         """A labeled event: a request and its own feedback at once."""
         if self.task is None:
             self._fix_task(y)
@@ -247,27 +301,34 @@ class ModelKey:
         self.events_seen += 1
         if (self.source_cap is not None or self.range_guard is not None) and self._held_back(x, source or session):
             return NO_DECISIONS
-        exposure = self._score(x, ts, session, source)
+        exposure = self._score(x, ts, session, source, ident)
         decisions = self._resolve(exposure, y, ts)
         if self._failed:
             decisions = [*decisions, *self._drop_failed(ts)]
+        if self._verdicts:
+            decisions = [*decisions, *self._take_verdicts(ts)]
         return decisions
 
     # -- the per-event path: score, then resolve -------------------------------------
 
     _failed: list = []  # (arm, reason) of challengers that failed on the event; shared empty list
+    _verdicts: list = []  # an experiment's verdicts on assigning the event's unit; shared empty list
 
-    def _score(self, x: dict, ts: int, session: str | None, source: str | None) -> Exposure:
-        """Every scoring arm's output for ``x``; the champion's (adapted to the session) is served.
+    def _score(self, x: dict, ts: int, session: str | None, source: str | None, ident: str | None = None,
+               routed: bool = True) -> Exposure:
+        """Every scoring arm's output for ``x``; the champion's (adapted to the session) is served,
+        unless an experiment routes the request to another arm.
 
         The champion failing rejects the request and changes nothing; a challenger
         failing is noted in ``_failed`` and left out."""
+        if routed and self.running is not None:
+            return self._score_routed(x, ts, session, source, ident)
         arms = self._scoring
         champion = arms[0]
         sessions = self.sessions
         raw = adapted = None
         try:
-            if sessions is None or session is None:
+            if sessions is None or session is None or not self._adapts:
                 served = own = champion.model.predict_one(x)
             else:
                 classification = self.task == "classification"
@@ -291,6 +352,69 @@ class ModelKey:
         exposure = self.last_served = Exposure(x, ts, outputs, served, session, raw, adapted, source)
         return exposure
 
+    def _score_routed(self, x: dict, ts: int, session: str | None, source: str | None, ident: str | None) -> Exposure:
+        """A request while an experiment runs: its unit's arm serves it (the champion, for the control)."""
+        running = self.running
+        assert running is not None
+        unit = ident if running.definition.unit == "request" else session
+        arm_name = running.route(unit)
+        if unit is not None:
+            verdict = running.test.count_unit(unit, arm_name)
+            if verdict is not None:
+                self._verdicts = [*self._verdicts, verdict]
+        if arm_name == CONTROL:
+            exposure = self._score(x, ts, session, source, ident, routed=False)
+        else:
+            arm = running.arms[arm_name]
+            served = arm.predict(x)  # an arm that cannot serve a valid request: the request is rejected
+            exposure = self.last_served = Exposure(x, ts, ((arm, served),), served, session, None, None, source)
+        exposure.routed = (running.name, arm_name, running.epoch)
+        return exposure
+
+    def _take_verdicts(self, ts: int) -> list[Decision]:
+        verdicts, self._verdicts = self._verdicts, ModelKey._verdicts
+        return [d for v in verdicts for d in self.policy.on_experiment(self, v, ts)]  # type: ignore[union-attr]
+
+    def _learn_routed(self, exposure: Exposure, y: Any) -> tuple[Any, Any]:
+        """Learning while an experiment runs: the champion first, then each live arm that served
+        the request, or every live arm (``learn: all``). Return the champion's and the
+        challenger's outputs for the request (``_NONE`` where they gave none)."""
+        x, outputs = exposure.x, exposure.outputs
+        champion, challenger = self.champion, self.challenger
+        scored = {id(arm): out for arm, out in outputs}
+        everyone = self.running is None or self.running.definition.learn == "all"
+        if everyone or id(champion) in scored:
+            try:
+                champion.model.learn_one(x, y)
+            except Exception as err:
+                raise champion.failure("learn", err) from None
+            champion.learned += 1
+        for arm in self._learners:
+            if arm is champion or not (everyone or id(arm) in scored):
+                continue
+            try:
+                arm.model.learn_one(x, y)
+            except Exception as err:
+                self._note_failure(arm, arm.failure("learn", err))
+                continue
+            arm.learned += 1
+        c_out = scored.get(id(challenger), _NONE) if challenger is not None else _NONE
+        return scored.get(id(champion), _NONE), c_out
+
+    def _observe_routed(self, exposure: Exposure, y: Any, ts: int) -> None:
+        """The served arm's reward, for the experiment that routed the request."""
+        running, routed = self.running, exposure.routed
+        if running is None or routed is None or routed[0] != running.name:
+            return  # the experiment has ended since
+        loss = loss_of(self.task, y, exposure.outputs[0][1])  # type: ignore[arg-type]
+        served_by = exposure.outputs[0][0]
+        if served_by is not self.champion and served_by is not self.challenger:  # (theirs count in _resolve)
+            served_by.recent.update(loss)  # an experiment arm's rolling metric: on the requests it served
+        reward = 1.0 - loss if self.task == "classification" else -loss
+        verdict = running.test.observe(routed[1], reward, routed[2])
+        if verdict is not None:
+            self._verdicts = [*self._verdicts, verdict]
+
     def _resolve(self, exposure: Exposure, y: Any, ts: int) -> list[Decision]:
         """Score each arm on its output at request time, let it learn, and judge.
 
@@ -299,6 +423,9 @@ class ModelKey:
         x, outputs = exposure.x, exposure.outputs
         champion, challenger = self.champion, self.challenger
         own = c_out = _NONE
+        if self.running is not None or exposure.routed is not None:
+            own, c_out = self._learn_routed(exposure, y)
+            outputs = ()  # learned
         for arm, out in outputs:  # the champion first, if it scored the request (it may have changed since)
             if arm is champion:
                 own = out
@@ -324,6 +451,10 @@ class ModelKey:
         if exposure.raw is not None and self.sessions is not None:  # served to a session: the session learns
             self.sessions.learn(exposure.session, x, y, exposure.raw, ts)
         self.learned += 1
+        if self.reference is not None:
+            self.reference.add(x, y)
+        if exposure.routed is not None:
+            self._observe_routed(exposure, y, ts)
         if own is _NONE:
             return NO_DECISIONS  # the champion changed since this request: nothing of it to judge
         classification = self.task == "classification"
@@ -346,6 +477,8 @@ class ModelKey:
         decisions = self._resolve(exposure, y, ts)
         if self._failed:
             decisions = [*decisions, *self._drop_failed(ts)]
+        if self._verdicts:
+            decisions = [*decisions, *self._take_verdicts(ts)]
         return decisions
 
     def _expired(self, expired: list[Exposure]) -> list[Decision]:
@@ -397,7 +530,7 @@ class ModelKey:
         """
         classification = self.task != "regression"
         arms = {}
-        for arm in self._scoring:
+        for arm in self._learners:  # the champion, its shadow, and a running experiment's arms
             mean = arm.recent.mean
             value = None if mean is None else round(1.0 - mean if classification else mean, 6)
             arms[arm.name] = {"version": arm.label, "spec": arm.spec.name, "value": value, "scored": arm.recent.scored}
@@ -419,8 +552,9 @@ class ModelKey:
             "events_seen": self.events_seen,
             "learned": self.learned,
             "held_back": dict(self.held_back),
-            **({"retrains": 0, "promotions": 0, "drops": 0, "resets": 0, "deferred_triggers": 0}
+            **({"retrains": 0, "promotions": 0, "drops": 0, "resets": 0, "deferred_triggers": 0, "holds": 0}
                if self.policy is None else self.policy.counts()),
+            "experiment": self.last_experiment if self.running is None else self.running.test.status(),
             "feedback": self.exposures.stats(),
             "sessions": None if self.sessions is None else self.sessions.stats(),
         }

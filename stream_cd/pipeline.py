@@ -33,7 +33,7 @@ from typing import Any
 from stream_cd.config import PipelineConfig
 from stream_cd.decisions import Decision
 from stream_cd.errors import InvalidEvent, StateError
-from stream_cd.events import Event, decode_event
+from stream_cd.events import Control, Event, decode_event
 from stream_cd.model_key import ModelKey
 
 __all__ = ["Outcome", "PartitionState", "Pipeline", "learned", "record_key", "model_key_of_record"]
@@ -222,6 +222,8 @@ class Pipeline:
         if event.ts is not None:
             ts = event.ts
         version = model.champion.label
+        if type(event) is Control:
+            return Outcome(event, model.control(event.action, event.experiment, ts), None, version)  # type: ignore[arg-type]
         if event.y is None:
             exposure, decisions = model.serve(event.x, ts, event.id, event.session, event.source, event.numeric)  # type: ignore[arg-type]
             outcome = Outcome(event, decisions, exposure.served, version)
@@ -231,7 +233,7 @@ class Pipeline:
         if event.x is None:
             decisions = model.feedback(event.id, event.y, ts)  # type: ignore[arg-type]
         else:
-            decisions = model.learn(event.x, event.y, ts, event.source, event.session, event.numeric)
+            decisions = model.learn(event.x, event.y, ts, event.source, event.session, event.numeric, event.id)
             if self.record_predictions and model.last_served is not None:
                 outcome = Outcome(event, decisions, None, version)
                 outcome.served = record = model.served_record(model.last_served, event.id, ts)

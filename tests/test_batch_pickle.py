@@ -50,7 +50,7 @@ def test_batches_keep_their_content_and_share_names_and_keys():
     seen: dict[str, str] = {}  # text -> the worker's object for it
     new_strings = []
     for batch in range(4):
-        raws = _raws(rng, 300, names, keys) + [b"not json", b'{"x": [1]}']
+        raws = _raws(rng, 300, names, keys) + [b"not json", b'{"x": [1]}', b'{"key": "beta", "id": "r1", "y": true}']
         rng.shuffle(raws)
         message = _message(raws, 300 * batch)
         got, sent_strings = _cross(pickler, unpickler, message)
@@ -59,7 +59,7 @@ def test_batches_keep_their_content_and_share_names_and_keys():
         assert _same(got[7], message[7])
         for event in got[7]:
             if type(event) is Event:
-                for text in (event.key, *event.x):
+                for text in (event.key, *(event.x or ())):
                     assert seen.setdefault(text, text) is text, f"{text!r} arrived as a second copy"
     assert new_strings[0] and not any(new_strings[1:])  # every string went across once
     assert sorted(seen) == sorted(names + keys)

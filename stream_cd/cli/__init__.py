@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     >>> parser.prog
     'stream-cd'
     """
-    from stream_cd.cli import analysis, kafka, pipeline, state
+    from stream_cd.cli import analysis, experiment, kafka, pipeline, state
 
     parser = argparse.ArgumentParser(
         prog="stream-cd",
@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     kafka.register(commands)
     pipeline.register(commands)
     state.register(commands)
+    experiment.register(commands)
     analysis.register(commands)
     return parser
 

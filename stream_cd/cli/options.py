@@ -10,7 +10,7 @@ from stream_cd.config import PipelineConfig
 from stream_cd.learning.specs import PRESETS
 from stream_cd.learning.triggers import TriggerSettings
 
-__all__ = ["add_model_flags", "add_topic_flags", "config_from_args", "positive_int", "positive_float"]
+__all__ = ["add_model_flags", "add_topic_flags", "config_from_args", "positive_int", "positive_float", "probability"]
 
 
 def positive_int(text: str) -> int:
@@ -83,6 +83,12 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
                    help="drop a challenger not shown better after this many paired events (default: 50000)")
     c.add_argument("--report-every", type=positive_int, default=5000, metavar="N",
                    help="paired events between the keep decisions that report the test's evidence (default: 5000)")
+    c.add_argument("--forgetting", choices=("warn", "block", "off"), default="warn",
+                   help="before any promotion, check the candidate against the champion on older events: warn "
+                   "publishes the evidence with the promotion, block holds a candidate that has forgotten back "
+                   "(default: warn)")
+    c.add_argument("--reference-size", type=positive_int, default=2000, metavar="N",
+                   help="older labeled events kept per model key for the forgetting check (default: 2000)")
     f = parser.add_argument_group("delayed feedback (a request waits for the feedback event with its id)")
     f.add_argument("--max-pending", type=positive_int, default=100_000, metavar="N",
                    help="requests waiting for feedback per model key; the oldest expires first (default: 100000)")
@@ -141,6 +147,8 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
         min_sample=args.min_sample,
         drop_budget=args.drop_budget,
         report_every=args.report_every,
+        forgetting=args.forgetting,
+        reference_size=args.reference_size,
         max_pending=args.max_pending,
         feedback_ttl_s=args.feedback_ttl,
         feedback_default=args.feedback_default,

@@ -7,6 +7,7 @@ command needs a broker, so the embedded path runs without touching Kafka.
 from __future__ import annotations
 
 import argparse
+import itertools
 import signal
 import sys
 import threading
@@ -18,6 +19,7 @@ import orjson
 from stream_cd.cli.observe import add_observe_flags, observing
 from stream_cd.cli.options import add_model_flags, add_topic_flags, config_from_args, positive_float, positive_int
 from stream_cd.decisions import Decision
+from stream_cd.errors import ConfigError
 from stream_cd.report import decision_line, summary_json, summary_table
 from stream_cd.state.signing import STATE_KEY_ENV, state_key_from_env
 from stream_cd.transport import Topics
@@ -176,6 +178,9 @@ def _register_replay(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--label", default="y", metavar="COLUMN", help="label column of a CSV file (default: y)")
     p.add_argument("--json", action="store_true", help="in-process: one JSON decision a line, then the JSON summary line")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--experiment", metavar="FILE.json",
+                   help='start an experiment before the first event: {"key": K, "experiment": {...}} (or a list of '
+                   'them), as `stream-cd experiment start` would; control lines in FILE apply where they stand')
     p.add_argument("--checkpoint-dir", metavar="DIR",
                    help=f"in-process: keep signed model state in DIR and resume from it on the next run over the same "
                    f"file (needs {STATE_KEY_ENV})")
@@ -217,6 +222,8 @@ def _replay(args: argparse.Namespace) -> int:
     from stream_cd.sources import read_events
 
     events = read_events(args.file, label=args.label)
+    if args.experiment:
+        events = itertools.chain(_experiment_starts(args.experiment), events)
     show_progress = not args.no_progress and sys.stderr.isatty()
     if args.bootstrap:
         from producers.replay import replay_to_kafka
@@ -227,6 +234,28 @@ def _replay(args: argparse.Namespace) -> int:
         print(f"replayed {sent} events to {topic} at {args.bootstrap}", file=sys.stderr)
         return 0
     return _replay_embedded(args, events, show_progress)
+
+
+def _experiment_starts(path: str) -> list[bytes]:
+    """The start control messages of an experiment file, each definition checked."""
+    from stream_cd.cli.experiment import control_message
+    from stream_cd.evaluation.definition import ExperimentDefinition
+
+    try:
+        with open(path, "rb") as handle:
+            loaded = orjson.loads(handle.read())
+    except OSError as err:
+        raise ConfigError(f"--experiment {path}: {err.strerror}") from None
+    except orjson.JSONDecodeError as err:
+        raise ConfigError(f"--experiment {path} is not valid JSON: {err}") from None
+    entries = loaded if isinstance(loaded, list) else [loaded]
+    messages = []
+    for entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("experiment"), dict):
+            raise ConfigError(f'--experiment {path}: each entry is {{"key": K, "experiment": {{...}}}}, not {entry!r}')
+        definition = ExperimentDefinition.from_mapping(entry["experiment"])
+        messages.append(control_message(entry.get("key", "default"), "start", definition.to_dict()))
+    return messages
 
 
 def _replay_embedded(args: argparse.Namespace, events: Iterator[bytes], show_progress: bool) -> int:

@@ -31,6 +31,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from stream_cd.decisions import Decision
+from stream_cd.evaluation.forgetting import check_forgetting
 from stream_cd.evaluation.paired import ShadowExperiment, Verdict
 from stream_cd.learning.arms import Arm
 from stream_cd.learning.drift import RisingLossDetector
@@ -48,13 +49,18 @@ class Roles(Protocol):
     challenger: Arm | None
     events_seen: int
     learned: int
+    running: Any  # the running experiment (stream_cd.evaluation.experiments), if any
+    reference: Any  # the forgetting guard's reference sample, if any
 
     def promote(self) -> None: ...
+    def promote_arm(self, arm: Arm) -> None: ...
+    def end_experiment(self, outcome: dict[str, Any] | None = None) -> None: ...
     def drop_challenger(self) -> None: ...
     def new_challenger(self, trigger: str) -> Arm: ...
     def replace_champion(self, trigger: str) -> Arm: ...
     def bump_minor(self) -> None: ...
-    def decide(self, action: str, trigger: str, ts: int, evidence: dict[str, Any], arm: Arm | None = None) -> Decision: ...
+    def decide(self, action: str, trigger: str, ts: int, evidence: dict[str, Any], arm: Arm | None = None,
+               arm_name: str | None = None) -> Decision: ...
 
 
 class Policy:
@@ -66,7 +72,8 @@ class Policy:
         self.experiment: ShadowExperiment | None = None
         self.detector = self._new_detector()
         self.triggers: list[Trigger] = build_triggers(config.triggers, task)
-        self.retrains = self.promotions = self.drops = self.resets = self.deferred = 0
+        self.retrains = self.promotions = self.drops = self.resets = self.deferred = self.holds = 0
+        self.loss_n, self.loss_mean, self.loss_m2 = 0, 0.0, 0.0  # the champion's loss (Welford), for sample sizes
 
     def _new_detector(self) -> RisingLossDetector | None:
         c = self.config
@@ -81,6 +88,10 @@ class Policy:
     def observe(self, roles: Roles, champion_loss: float, challenger_loss: float | None, ts: int) -> list[Decision]:
         """The decisions one scored event leads to, applied to ``roles``."""
         decisions = NO_DECISIONS
+        self.loss_n = n = self.loss_n + 1
+        delta = champion_loss - self.loss_mean
+        self.loss_mean += delta / n
+        self.loss_m2 += delta * (champion_loss - self.loss_mean)
         if challenger_loss is not None and self.experiment is not None:
             verdict = self.experiment.update(champion_loss, challenger_loss)
             if verdict is not None:
@@ -98,6 +109,48 @@ class Policy:
             decisions = [*decisions, roles.decide("checkpoint", "volume", ts, {"learned": roles.learned})]
         return decisions
 
+    def reward_level(self) -> tuple[float | None, float | None]:
+        """The champion's mean reward and its standard deviation so far (None before 100 events)."""
+        if self.loss_n < 100:
+            return None, None
+        sd = (self.loss_m2 / (self.loss_n - 1)) ** 0.5
+        return (1.0 - self.loss_mean if self.task == "classification" else None), (sd if sd > 0 else None)
+
+    def guard(self, roles: Roles, candidate: Arm) -> tuple[bool, dict[str, Any]]:
+        """The forgetting guard before ``candidate`` is promoted: (hold it back?, evidence)."""
+        mode = self.config.forgetting
+        if mode == "off" or roles.reference is None:
+            return False, {}
+        forgot, evidence = check_forgetting(self.task, roles.champion.model, candidate.model, roles.reference)
+        return forgot and mode == "block", {"forgetting": {**evidence, "mode": mode, "forgot": forgot}}
+
+    def on_experiment(self, roles: Roles, verdict: Verdict, ts: int) -> list[Decision]:
+        """Apply a running experiment's verdict: a promotion (through the forgetting guard), a
+        ramp step, a rollback, a pause for a sample-ratio mismatch, its end, or its status."""
+        running = roles.running
+        action, evidence = verdict.action, verdict.evidence
+        if action == "promote":
+            winner = running.arms[evidence["winner"]]
+            hold, guard = self.guard(roles, winner)
+            if hold:
+                self.holds += 1
+                decision = roles.decide("hold", "forgetting", ts, {**evidence, **guard}, winner, evidence["winner"])
+                roles.end_experiment({**evidence, "state": "held: the winner has forgotten older data"})
+                return [decision]
+            decision = roles.decide("promote", "experiment", ts, {**evidence, **guard}, winner, evidence["winner"])
+            roles.promote_arm(winner)
+            roles.end_experiment({**evidence, "state": "promoted"})
+            self.promotions += 1
+            self.new_experiment()  # the old champion, now the shadow, is tested against the winner
+            self.detector = self._new_detector()
+            return [decision]
+        if action == "hold":  # a sample-ratio mismatch: paused, the control serves everyone
+            return [roles.decide("hold", "srm", ts, evidence)]
+        decision = roles.decide(action, "experiment", ts, evidence)
+        if action in ("rollback", "stop"):
+            roles.end_experiment({**evidence, "state": "rolled back" if action == "rollback" else "no significant difference"})
+        return [decision]
+
     def arm_failed(self, roles: Roles, arm: Arm, reason: str, ts: int) -> Decision:
         """A challenger that cannot use a valid event is dropped: it could never serve it."""
         decision = roles.decide("drop", "error", ts, {"reason": reason}, arm)
@@ -111,7 +164,15 @@ class Policy:
     def _judge(self, roles: Roles, verdict: Verdict, ts: int) -> Decision:
         challenger = roles.challenger
         assert challenger is not None
-        decision = roles.decide(verdict.action, "comparator", ts, verdict.evidence, challenger)
+        if verdict.action == "promote":
+            hold, guard = self.guard(roles, challenger)
+            if hold:  # held back: the test starts again, so a promotion needs new evidence
+                self.holds += 1
+                self.new_experiment()
+                return roles.decide("hold", "forgetting", ts, {**verdict.evidence, **guard}, challenger)
+            decision = roles.decide("promote", "comparator", ts, {**verdict.evidence, **guard}, challenger)
+        else:
+            decision = roles.decide(verdict.action, "comparator", ts, verdict.evidence, challenger)
         if verdict.action == "promote":
             roles.promote()  # the old champion stays on as the shadow, so a bad swap can be undone
             self.promotions += 1
@@ -159,4 +220,4 @@ class Policy:
 
     def counts(self) -> dict[str, int]:
         return {"retrains": self.retrains, "promotions": self.promotions, "drops": self.drops,
-                "resets": self.resets, "deferred_triggers": self.deferred}
+                "resets": self.resets, "deferred_triggers": self.deferred, "holds": self.holds}

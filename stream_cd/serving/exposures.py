@@ -11,9 +11,11 @@ and in event-time age (``ttl_ms``, measured against the newest event time the
 store has seen, so a key whose feedback stops still expires its requests as
 new requests come). What expires is counted; a caller that wants the online
 joiners' convention (no click within the window is a negative) learns the
-expired exposures with a default label. Ids that were answered or expired are
-remembered (as many as ``max_pending``), so late or repeated feedback is
-rejected with the right reason.
+expired exposures with a default label. The last ``CLOSED_MEMORY`` ids that
+were answered or expired are remembered, so late or repeated feedback is
+rejected with the right reason (an older one is "no such request"); the
+memory is bounded apart from ``max_pending`` because it goes into every
+checkpoint of the key.
 
 >>> store = ExposureStore(max_pending=2, ttl_ms=1_000)
 >>> store.add("r1", Exposure({"f": 1.0}, 0, (("champion", True),), True))
@@ -49,6 +51,7 @@ from stream_cd.errors import InvalidEvent
 __all__ = ["Exposure", "ExposureStore", "served_record", "DEFAULT_MAX_PENDING"]
 
 DEFAULT_MAX_PENDING = 100_000
+CLOSED_MEMORY = 10_000
 _ANSWERED, _EXPIRED = "answered", "expired"
 
 
@@ -60,10 +63,11 @@ class Exposure:
     ``session``, ``raw`` and ``adapted`` are set when the prediction was adapted to a
     session: the session, the serving arm's own prediction (its probabilities, for
     classification), which the session's adapter learns from at feedback time, and
-    ``(adapted prediction, feedback the session had shown)`` as served.
+    ``(adapted prediction, feedback the session had shown)`` as served. ``routed`` is
+    ``(experiment, arm, epoch)`` when an experiment chose the serving arm.
     """
 
-    __slots__ = ("x", "ts", "outputs", "served", "session", "raw", "adapted", "source")
+    __slots__ = ("x", "ts", "outputs", "served", "session", "raw", "adapted", "source", "routed")
 
     def __init__(self, x: dict, ts: int, outputs: tuple, served: Any, session: str | None = None,
                  raw: Any = None, adapted: tuple | None = None, source: str | None = None) -> None:
@@ -75,6 +79,7 @@ class Exposure:
         self.raw = raw
         self.adapted = adapted
         self.source = source
+        self.routed: tuple[str, str, int] | None = None  # (experiment, arm, epoch) when an experiment routed it
 
 
 class ExposureStore:
@@ -151,7 +156,7 @@ class ExposureStore:
     def _close(self, ident: str, how: str) -> None:
         closed = self.closed
         closed[ident] = how
-        if len(closed) > self.max_pending:
+        if len(closed) > CLOSED_MEMORY:
             closed.popitem(last=False)
 
     def _why_not(self, ident: str) -> str:
@@ -181,8 +186,10 @@ def served_record(model_key: str, exposure: Exposure, ident: str | None, ts: int
     {'id': 'r1', 'model_key': 'shop', 'arm': 'champion', 'version': 'v1.0', 'experiment': None, 'prediction': True, 'ts': 7}
     """
     arm = exposure.outputs[0][0]
-    record: dict[str, Any] = {"id": ident, "model_key": model_key, "arm": arm.name, "version": arm.label,
-                              "experiment": None, "prediction": exposure.served, "ts": ts}
+    routed = exposure.routed
+    record: dict[str, Any] = {"id": ident, "model_key": model_key, "arm": arm.name if routed is None else routed[1],
+                              "version": arm.label, "experiment": None if routed is None else routed[0],
+                              "prediction": exposure.served, "ts": ts}
     if exposure.adapted is not None:
         value, n = exposure.adapted
         record["session"] = exposure.session

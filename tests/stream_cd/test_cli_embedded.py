@@ -153,7 +153,8 @@ COMMANDS = list(_commands(build_parser()))
 def test_every_command_of_the_design_is_there() -> None:
     names = {path for path, _ in COMMANDS}
     for command in [("worker",), ("replay",), ("decisions",), ("generate",), ("kafka",),
-                    ("kafka", "up"), ("kafka", "down"), ("kafka", "status")]:
+                    ("kafka", "up"), ("kafka", "down"), ("kafka", "status"),
+                    ("experiment", "start"), ("experiment", "status"), ("experiment", "stop")]:
         assert command in names
 
 
@@ -183,3 +184,41 @@ def test_issue_flags_are_on_worker_and_replay() -> None:
         assert flag in replay_flags
     generate_flags = {s for a in parsers[("generate",)]._actions for s in a.option_strings}
     assert {"--n", "--seed", "--drift-at"} <= generate_flags
+
+
+def test_replay_experiment_applies_a_definition_at_the_start_and_refuses_a_bad_one(phishing_file: Path, tmp_path: Path) -> None:
+    good = tmp_path / "ab.json"
+    good.write_bytes(orjson.dumps({"key": "default", "experiment": {
+        "name": "ab-1", "kind": "ab", "unit": "request", "arms": [{"name": "tree", "spec": "hoeffding-tree"}]}}))
+    run = stream_cd("replay", str(phishing_file), "--experiment", str(good), "--json", "--drift", "none")
+    assert run.returncode == 0, run.stderr.decode()
+    lines = [orjson.loads(line) for line in run.stdout.splitlines()]
+    start = lines[0]
+    assert (start["action"], start["experiment"], start["trigger"]) == ("start", "ab-1", "experiment")
+    assert start["evidence"]["sample_size"]["units"] > 0 and start["traffic"] == {"control": 0.5, "tree": 0.5}
+    summary = lines[-1]["summary"]["models"]["default"]
+    assert summary["experiment"]["experiment"] == "ab-1" and summary["learned"] == 1250
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(orjson.dumps({"experiment": {"name": "x", "kind": "ab", "arms": [{"name": "b", "spec": "nope"}]}}))
+    refused = stream_cd("replay", str(phishing_file), "--experiment", str(bad))
+    assert refused.returncode == 2 and b"unknown model spec 'nope'" in refused.stderr and not refused.stdout
+
+
+def test_experiment_start_refuses_a_bad_definition_before_any_broker_is_asked() -> None:
+    run = stream_cd("experiment", "start", "--bootstrap", "127.0.0.1:1", "--key", "k", "--name", "ab-1",
+                    "--kind", "ab", "--arm", "b=logreg", "--weights", "50,30,20")
+    assert run.returncode == 2 and b"3 weights for 2 arms" in run.stderr and b"Traceback" not in run.stderr
+
+
+def test_replay_of_requests_and_feedback_500_events_late_equals_progressive_val_score_with_delay(tmp_path: Path) -> None:
+    from river import stream
+
+    lines = []
+    for i, x, y in stream.simulate_qa(datasets.Phishing(), moment=None, delay=500):
+        lines.append({"id": f"r{i}", "x": x} if y is None else {"id": f"r{i}", "y": y})
+    run = stream_cd("replay", str(write_jsonl(tmp_path / "qa.jsonl", lines)), "--model", "logreg", "--drift", "none", "--json")
+    assert run.returncode == 0, run.stderr.decode()
+    model = orjson.loads(run.stdout.splitlines()[-1])["summary"]["models"]["default"]
+    expected = evaluate.progressive_val_score(datasets.Phishing(), preprocessing.StandardScaler() | linear_model.LogisticRegression(),
+                                              metrics.Accuracy(), delay=500).get()
+    assert model["metric"]["value"] == expected and model["learned"] == 1250 and model["feedback"]["joined"] == 1250

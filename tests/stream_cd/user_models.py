@@ -26,3 +26,32 @@ class NoisyOracle:
 
 def noisy_oracle() -> NoisyOracle:
     return NoisyOracle()
+
+
+class RegionMemory:
+    """A classifier that remembers the majority label of each region ``x["r"]`` it has learned,
+    answers it with probability 1 - ``noise``, and guesses in a region it has never seen:
+    it knows exactly what it was shown, and nothing else (what a retrain born after a change
+    knows of the time before it)."""
+
+    def __init__(self, noise: float) -> None:
+        self.noise = noise
+        self.counts: dict[int, list[int]] = {}
+        self.rng = random.Random(next(_instances))
+
+    def predict_one(self, x: dict) -> bool:
+        counts = self.counts.get(x["r"])
+        if counts is None:
+            return self.rng.random() < 0.5
+        return (counts[1] >= counts[0]) != (self.rng.random() < self.noise)
+
+    def learn_one(self, x: dict, y: bool) -> None:
+        self.counts.setdefault(x["r"], [0, 0])[bool(y)] += 1
+
+
+def region_memory_noisy() -> RegionMemory:
+    return RegionMemory(0.15)
+
+
+def region_memory_exact() -> RegionMemory:
+    return RegionMemory(0.0)

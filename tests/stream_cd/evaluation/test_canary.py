@@ -1,0 +1,77 @@
+"""Canary releases by simulation: a worse canary rolls back early, an equal or better one
+reaches 100 % and is promoted; the ramp survives a checkpoint."""
+
+from __future__ import annotations
+
+import random
+from concurrent.futures import ProcessPoolExecutor
+
+from stream_cd.evaluation.canary import CanaryExperiment
+from stream_cd.evaluation.definition import ExperimentDefinition
+from stream_cd.state.pickling import dumps, loads
+
+DEFINITION = ExperimentDefinition.from_mapping({"name": "canary", "kind": "canary",
+                                                "arms": [{"name": "new", "spec": "logreg"}]})
+
+
+def ramp_run(args: tuple[int, float, float]) -> tuple[list[tuple[str, float]], int]:
+    """The (action, canary share) of each ramp decision of one canary, and the requests it took."""
+    seed, champion_rate, canary_rate = args
+    canary = CanaryExperiment(DEFINITION, report_every=10**9)
+    rng = random.Random(seed)
+    steps: list[tuple[str, float]] = []
+    requests = 0
+    while canary.state == "running" and requests < 3_000_000:
+        requests += 1
+        arm = canary.assign(f"u{rng.getrandbits(40)}")
+        rate = canary_rate if arm == "new" else champion_rate
+        verdict = canary.observe(arm, float(rng.random() < rate), canary.step)
+        if verdict is not None:
+            steps.append((verdict.action, verdict.evidence["traffic"]["new"]))
+    return steps, requests
+
+
+def runs(champion: float, canary: float, n: int, seed: int) -> list:
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        return list(pool.map(ramp_run, [(seed * 1000 + i, champion, canary) for i in range(n)]))
+
+
+def test_a_canary_5_points_worse_is_rolled_back_before_it_reaches_25_percent() -> None:
+    results = runs(0.80, 0.75, 50, seed=1)
+    ends = [steps[-1] for steps, _ in results]
+    reached = [max([share for action, share in steps if action == "ramp"], default=0.01) for steps, _ in results]
+    print(f"\nworse by 5 points: {sum(a == 'rollback' for a, _ in ends)} of 50 rolled back, the highest share "
+          f"reached {max(reached):.0%}, median requests {sorted(r for _, r in results)[25]:,}")
+    assert all(action == "rollback" for action, _ in ends)
+    assert max(reached) < 0.25
+
+
+def test_an_equal_or_better_canary_reaches_100_percent_and_is_promoted() -> None:
+    for champion, canary, n in ((0.80, 0.80, 10), (0.80, 0.83, 20)):
+        results = runs(champion, canary, n, seed=2)
+        promoted = [steps for steps, _ in results if steps and steps[-1] == ("promote", 1.0)]
+        print(f"\ncanary at {canary:.0%} against {champion:.0%}: {len(promoted)} of {n} promoted at 100 %, "
+              f"median requests {sorted(r for _, r in results)[n // 2]:,}")
+        assert all(steps == [("ramp", 0.05), ("ramp", 0.25), ("ramp", 0.5), ("promote", 1.0)] for steps in promoted)
+        assert len(promoted) >= (n if canary > champion else n - 1)
+
+
+def test_the_ramp_state_survives_a_checkpoint_and_goes_on_identically() -> None:
+    canary = CanaryExperiment(DEFINITION, report_every=10**9)
+    rng = random.Random(3)
+
+    def feed(c: CanaryExperiment, r: random.Random, until) -> list:
+        out = []
+        while c.state == "running" and not until(c):
+            arm = c.assign(f"u{r.getrandbits(40)}")
+            verdict = c.observe(arm, float(r.random() < 0.8), c.step)
+            if verdict is not None:
+                out.append((verdict.action, c.step))
+        return out
+
+    feed(canary, rng, lambda c: c.step == 2)  # at the 25 % step
+    restored, rng_copy = loads(dumps(canary)), random.Random()
+    rng_copy.setstate(rng.getstate())
+    assert restored.step == 2 and restored.share == 0.25
+    assert feed(restored, rng_copy, lambda c: False) == feed(canary, rng, lambda c: False)
+    assert canary.state == restored.state == "done"
