@@ -85,7 +85,7 @@ def learned(outcome: Outcome) -> bool:
     if outcome is _NOTHING:
         return True
     event = outcome.event
-    return event is not None and event.y is not None and outcome.invalid is None and not outcome.skipped
+    return type(event) is Event and event.y is not None and outcome.invalid is None and not outcome.skipped  # type: ignore[union-attr]
 
 
 @dataclass

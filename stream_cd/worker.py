@@ -36,6 +36,7 @@ from stream_cd.errors import StateError, TransportError
 from stream_cd.events import Event
 from stream_cd.observe.hooks import WorkerObserver
 from stream_cd.pipeline import Outcome, Pipeline, learned, model_key_of_record, record_key
+from stream_cd.report import decision_line
 from stream_cd.state.signing import dump_state, dump_state_and_copy, load_state
 from stream_cd.transport import DEAD_LETTER_ORIGIN, DEAD_LETTER_REASON, Checkpoint, DecodedBatch, Message, Topics, Transport
 
@@ -434,14 +435,8 @@ def _labeled_times(batch: DecodedBatch, results: list[tuple[int, Outcome]]) -> l
 
 
 def _decision_text(decision: Decision) -> str:
-    """A decision in a log line: key, action, trigger, versions, and the p-value if it has one."""
-    text = f"{decision.model_key} {decision.action} ({decision.trigger}) champion {decision.champion_version}"
-    if decision.challenger_version:
-        text += f" challenger {decision.challenger_version}"
-    p_value = decision.evidence.get("p_value")
-    if p_value is not None:
-        text += f" p={p_value:.3g}"
-    return text + f" at event {decision.events_seen}"
+    """A decision in a log line: the terminal's decision line without its column padding."""
+    return " ".join(decision_line(decision.to_dict()).split())
 
 
 def _describe(record: str) -> str:

@@ -52,8 +52,8 @@ SERIES: dict[str, tuple[str, tuple[str, ...], str]] = {
     "stream_cd_decisions_total": ("counter", ("model_key", "action", "trigger"), "Decisions published, by action and trigger."),
     "stream_cd_exposures_pending": ("gauge", ("model_key",), "Requests waiting for their feedback."),
     "stream_cd_sessions_held": ("gauge", ("model_key",), "Sessions whose adaptation state the model key holds."),
-    "stream_cd_experiment_traffic_ratio": ("gauge", ("model_key", "experiment", "arm"), "Share of the requests each arm of a running experiment serves (the shadow: the champion all of them)."),
-    "stream_cd_experiment_sample_size": ("gauge", ("model_key", "experiment", "arm"), "Scored outcomes of each arm in a running experiment's test (the shadow: the pairs)."),
+    "stream_cd_experiment_traffic_ratio": ("gauge", ("model_key", "experiment", "arm"), "Share of the units each arm of a running experiment serves (the shadow: the champion all of them)."),
+    "stream_cd_experiment_sample_size": ("gauge", ("model_key", "experiment", "arm"), "Scored outcomes of each arm in a running experiment's test (the shadow: the pairs; A/B/n and canary: the requests it served)."),
 }
 
 
@@ -142,10 +142,11 @@ class WorkerCollector(Collector):
                     family.add_metric([key, arm], state["value"])
             pending.add_metric([key], view["pending"])
             sessions.add_metric([key], view["sessions"])
-            if view["pairs"] is not None:  # the shadow experiment: the champion serves, both score every pair
-                for arm in rolling["arms"]:
-                    traffic.add_metric([key, "shadow", arm], 1.0 if arm == "champion" else 0.0)
-                    sample.add_metric([key, "shadow", arm], view["pairs"])
+            for name, shares, samples in view["experiments"]:
+                for arm, share in sorted(shares.items()):
+                    traffic.add_metric([key, name, arm], share)
+                for arm, n in sorted(samples.items()):
+                    sample.add_metric([key, name, arm], n)
         if rest:
             views = [m.key_view(model) for model in rest]
             seen.add_metric([OTHER], sum(model.events_seen for model in rest))

@@ -172,11 +172,26 @@ class WorkerMetrics(WorkerObserver):
     def key_view(self, model: "ModelKey") -> dict[str, Any]:
         """What the series of one model key show, read from it without changing it."""
         sessions = model.sessions
-        experiment = None if model.policy is None else model.policy.experiment
         return {
             "rolling": model.rolling(),
             "pending": len(model.exposures.pending),
             "sessions": 0 if sessions is None else sessions.stats()["sessions"],
-            "pairs": None if experiment is None or model.challenger is None else experiment.pairs,
+            "experiments": _experiments(model),
             "task": model.task,
         }
+
+
+def _experiments(model: "ModelKey") -> list[tuple[str, dict[str, float], dict[str, int]]]:
+    """``(name, traffic share per arm, sample per arm)`` of each experiment running on the key:
+    the shadow test (the champion serves all, both arms score every pair) and an A/B/n test
+    or canary (each arm's share of units, and the requests it served)."""
+    found = []
+    shadow = None if model.policy is None else model.policy.experiment
+    if shadow is not None and model.challenger is not None:
+        found.append(("shadow", {"champion": 1.0, "challenger": 0.0}, {"champion": shadow.pairs, "challenger": shadow.pairs}))
+    running = getattr(model, "running", None)
+    if running is not None:
+        status = running.test.status()
+        sample = {arm: int(state.get("requests", state.get("n", 0)) or 0) for arm, state in status["arms"].items()}
+        found.append((running.name, dict(running.test.traffic()), sample))
+    return found

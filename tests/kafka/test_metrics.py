@@ -13,13 +13,13 @@ import urllib.request
 
 import orjson
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from consumers.admin import TopicSpec, ensure_topics
 from stream_cd.broker.config import free_port
 from stream_cd.observe.exporter import SERIES
 from stream_cd.simulate.datasets import generate
 from tests.kafka.pipeline_helpers import finish, produce, start_worker
+from tests.metrics_helpers import one as _one, parse_scrape
 
 pytestmark = pytest.mark.kafka
 
@@ -29,19 +29,7 @@ INVALID = [b"not json", b"[1, 2]", b'{"key": "a", "x": {"f": [1]}, "y": true}']
 
 def _scrape(port: int) -> dict[str, list]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
-        text = answer.read().decode()
-    out: dict[str, list] = {}
-    for family in text_string_to_metric_families(text):
-        out.setdefault("families", []).append(family.name)
-        for sample in family.samples:
-            out.setdefault(sample.name, []).append(sample)
-    return out
-
-
-def _one(samples: dict[str, list], name: str, **labels: str) -> float:
-    found = [s.value for s in samples.get(name, []) if all(s.labels.get(k) == v for k, v in labels.items())]
-    assert len(found) == 1, (name, labels, samples.get(name))
-    return found[0]
+        return parse_scrape(answer.read().decode())
 
 
 def test_metrics_follow_a_stream_consumed_through_the_broker(kafka_bootstrap, topic_prefix):

@@ -13,21 +13,11 @@ from stream_cd.pipeline import Pipeline
 from stream_cd.simulate.datasets import generate
 from stream_cd.transport import Topics
 from stream_cd.worker import Worker
+from tests.metrics_helpers import one as value, parse_scrape
 
 
 def scrape(metrics: WorkerMetrics) -> dict[str, list]:
-    """name -> samples of one scrape (a counter under its _total name, as exposed)."""
-    out: dict[str, list] = {}
-    for family in text_string_to_metric_families(render(metrics).decode()):
-        for sample in family.samples:
-            out.setdefault(sample.name, []).append(sample)
-    return out
-
-
-def value(samples: dict[str, list], name: str, **labels: str) -> float:
-    found = [s.value for s in samples.get(name, []) if all(s.labels.get(k) == v for k, v in labels.items())]
-    assert len(found) == 1, (name, labels, samples.get(name))
-    return found[0]
+    return parse_scrape(render(metrics).decode())
 
 
 def run(lines: list[bytes], metrics: WorkerMetrics, clock=lambda: 1_000, **config) -> Pipeline:
@@ -90,7 +80,28 @@ def test_labels_are_capped_at_the_busiest_keys_and_no_counter_goes_down() -> Non
     assert value(first, "stream_cd_model_keys", labeled="false") == 2
     decisions = {x.labels["model_key"]: x.value for x in first["stream_cd_decisions_total"]}
     assert decisions == {"a": 4, "b": 3, OTHER: 3}  # a checkpoint every 100 events of each key
-    labels = {x.labels.get("model_key") for samples in first.values() for x in samples} - {None}
+    labels = {x.labels.get("model_key") for name, samples in first.items() if name != "families" for x in samples} - {None}
     assert labels <= {"a", "b", OTHER}
     second = scrape(metrics)
     assert {x.labels["model_key"]: x.value for x in second["stream_cd_decisions_total"]} == decisions
+
+
+def test_an_ab_test_shows_its_traffic_and_sample_per_arm_beside_the_shadow() -> None:
+    start = {"key": "default", "control": "start", "experiment": {
+        "name": "ab-1", "kind": "ab", "unit": "request", "arms": [{"name": "fresh", "spec": "logreg"}],
+        "weights": [50, 50], "max_sample": 100_000}}
+    lines = [orjson.dumps(start)] + [orjson.dumps(e) for e in generate("sea", n=4000, seed=4)]
+    metrics = WorkerMetrics()
+    pipeline = run(lines, metrics)
+    s = scrape(metrics)
+    model = pipeline.models["default"]
+    assert model.running is not None and model.running.name == "ab-1"
+    traffic = {x.labels["arm"]: x.value for x in s["stream_cd_experiment_traffic_ratio"] if x.labels["experiment"] == "ab-1"}
+    assert set(traffic) == {"control", "fresh"} and abs(sum(traffic.values()) - 1) < 1e-9 and traffic["fresh"] > 0
+    sample = {x.labels["arm"]: x.value for x in s["stream_cd_experiment_sample_size"] if x.labels["experiment"] == "ab-1"}
+    assert sample["fresh"] > 1000 and sample["control"] > 1000
+    assert sample["fresh"] + sample["control"] == 4000
+    fresh = value(s, "stream_cd_arm_rolling_accuracy_ratio", model_key="default", arm="fresh")
+    assert 0.7 < fresh <= 1.0
+    shadow = {x.labels["arm"] for x in s["stream_cd_experiment_sample_size"] if x.labels["experiment"] == "shadow"}
+    assert shadow == {"champion", "challenger"}
