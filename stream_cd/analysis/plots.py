@@ -30,6 +30,7 @@ MARK_STYLE = {
     "rollback": ("#ff7f0e", "-", "rollback"),
     "canary": ("#9467bd", "-.", "canary step"),
     "drop": ("#7f7f7f", ":", "challenger dropped"),
+    "experiment": ("#17becf", "-.", "experiment start or end"),
 }
 
 
@@ -50,7 +51,7 @@ def key_plot_png(key: KeyTimeline) -> bytes:
         spec = key.specs.get(m)
         ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.2, label=f"v{m}" + (f" ({spec})" if spec else ""))
     if key.served:
-        xs, ys = zip(*sorted(key.served))
+        xs, ys = zip(*sorted(key.served, key=lambda point: point[0]))  # stable: a promotion's two points in order
         ax.plot(xs, ys, color="black", linewidth=2.4, alpha=0.35, label="served (the champion)")
     shown: set[str] = set()
     for mark in key.marks:

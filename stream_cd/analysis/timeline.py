@@ -39,7 +39,7 @@ from stream_cd.errors import ConfigError
 
 __all__ = ["Run", "KeyTimeline", "Mark", "Experiment", "read_run", "read_run_file", "major"]
 
-MARK_KINDS = ("drift", "retrain", "promotion", "rollback", "canary", "drop", "reset")
+MARK_KINDS = ("drift", "retrain", "promotion", "rollback", "canary", "drop", "reset", "experiment")
 
 
 def major(version: str | None) -> int | None:
@@ -164,7 +164,10 @@ def _take(key: KeyTimeline, d: dict[str, Any]) -> None:
                 key.series.setdefault(m, []).append((at, float(state["value"])))
                 if arm == "champion":
                     key.served.append((at, float(state["value"])))
-    if not key.experiments and d.get("challenger_version") and not (d["action"] == "retrain"):
+        winner = (rolling.get("arms") or {}).get(d.get("arm") or "challenger") if d["action"] == "promote" else None
+        if winner and winner.get("value") is not None:
+            key.served.append((at, float(winner["value"])))  # from here on the winner serves
+    if not key.experiments and d.get("challenger_version") and d["action"] != "retrain" and not d.get("experiment"):
         first = major(d["challenger_version"])  # the shadow of the start, born with the key
         key.experiments.append(Experiment("shadow", f"v{first}", key.specs.get(first or 0), 0, "shadow"))
     _mark(key, d, at, champion, evidence)
@@ -173,6 +176,9 @@ def _take(key: KeyTimeline, d: dict[str, Any]) -> None:
 def _mark(key: KeyTimeline, d: dict[str, Any], at: int, champion: str | None, evidence: dict[str, Any]) -> None:
     action, trigger = d["action"], d["trigger"]
     challenger = d.get("challenger_version")
+    if d.get("experiment"):
+        _experiment_mark(key, d, at, evidence)
+        return
     if action in ("retrain", "reset"):
         kind = "drift" if trigger == "drift" else ("reset" if action == "reset" else "retrain")
         what = "drift alarm" if trigger == "drift" else f"{trigger} trigger"
@@ -196,6 +202,37 @@ def _mark(key: KeyTimeline, d: dict[str, Any], at: int, champion: str | None, ev
         _verdict(key, challenger, "dropped", at, evidence, d)
     elif action == "keep":
         _verdict(key, challenger, None, at, evidence, d)
+
+
+def _experiment_mark(key: KeyTimeline, d: dict[str, Any], at: int, evidence: dict[str, Any]) -> None:
+    """A decision of an A/B/n test or a canary: its start, steps and end, matched by its name."""
+    name, action, arm = d["experiment"], d["action"], d.get("arm")
+    if action == "start":
+        arms = evidence.get("arms") or {}
+        key.experiments.append(Experiment(name, ", ".join(f"{a} {v}" for a, v in arms.items()) or "-", None, at,
+                                          "experiment", traffic=d.get("traffic")))
+        key.marks.append(Mark("experiment", at, f"experiment {name} starts: traffic {_shares(d.get('traffic'))}"))
+        return
+    running = [x for x in key.experiments if x.name == name and x.outcome == "running"]
+    exp = running[-1] if running else None
+    if exp is not None:
+        exp.traffic = d.get("traffic") or exp.traffic
+    outcome = {"promote": f"promoted {arm}", "rollback": "rolled back", "drop": f"dropped {arm or ''}".strip(),
+               "stop": "stopped", "hold": f"held ({d['trigger']})"}.get(action)
+    if action == "promote":
+        key.marks.append(Mark("promotion", at, f"promotion: arm {arm} ({d.get('challenger_version')}) of {name} serves"))
+    elif action == "rollback":
+        key.marks.append(Mark("rollback", at, f"rollback: {name} ended, the champion serves all"))
+    elif action == "ramp":
+        key.marks.append(Mark("canary", at, f"canary step of {name}: traffic {_shares(d.get('traffic'))}"))
+    elif action in ("stop", "hold", "drop"):
+        key.marks.append(Mark("experiment", at, f"experiment {name}: {outcome}"))
+    if exp is not None and outcome is not None:
+        exp.outcome, exp.ended = outcome, at
+
+
+def _shares(traffic: dict[str, float] | None) -> str:
+    return ", ".join(f"{arm} {share:.0%}" for arm, share in (traffic or {}).items()) or "-"
 
 
 def _verdict(key: KeyTimeline, challenger: str | None, outcome: str | None, at: int, evidence: dict[str, Any], d: dict) -> None:

@@ -80,3 +80,20 @@ def test_the_decisions_command_output_and_bad_inputs(recorded, tmp_path, capsys)
     assert "holds no decisions" in capsys.readouterr().err
     assert main(["report", "--from", str(recorded), "--key", "nope", "--out", str(tmp_path / "r.html")]) == 2
     assert "model key 'nope' has no decisions" in capsys.readouterr().err
+
+
+def test_an_ab_test_reads_as_an_experiment_with_its_traffic_and_winner(tmp_path):
+    from tests.stream_cd.test_experiments import config, recurring_stream, run
+
+    _, decisions, _ = run(config("off"), recurring_stream())
+    path = tmp_path / "ab.jsonl"
+    path.write_bytes(b"".join(d.to_json() + b"\n" for d in decisions))
+    key = read_run_file(path).keys["k"]
+    [ab] = [x for x in key.experiments if x.name == "fresh-on-b"]
+    assert ab.outcome == "promoted fresh" and ab.traffic == {"control": 0.5, "fresh": 0.5} and ab.born == 6001
+    kinds = [m.kind for m in key.marks]
+    assert kinds.index("experiment") < kinds.index("promotion")
+    assert 2 in key.series  # the fresh arm's rolling metric, drawn as its own model
+    out = tmp_path / "ab.html"
+    assert main(["report", "--from", str(path), "--out", str(out)]) == 0
+    assert "fresh-on-b" in out.read_text()
