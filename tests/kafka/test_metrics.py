@@ -16,6 +16,7 @@ import pytest
 
 from consumers.admin import TopicSpec, ensure_topics
 from stream_cd.broker.config import free_port
+from stream_cd.cli import main
 from stream_cd.observe.exporter import SERIES
 from stream_cd.simulate.datasets import generate
 from tests.kafka.pipeline_helpers import finish, produce, start_worker
@@ -32,7 +33,7 @@ def _scrape(port: int) -> dict[str, list]:
         return parse_scrape(answer.read().decode())
 
 
-def test_metrics_follow_a_stream_consumed_through_the_broker(kafka_bootstrap, topic_prefix):
+def test_metrics_follow_a_stream_consumed_through_the_broker(kafka_bootstrap, topic_prefix, tmp_path):
     prefix = topic_prefix.rstrip(".")
     topic = f"{prefix}.events"
     ensure_topics(kafka_bootstrap, [TopicSpec(topic, partitions=2)])
@@ -97,3 +98,9 @@ def test_metrics_follow_a_stream_consumed_through_the_broker(kafka_bootstrap, to
     events = [line["event"] for line in logs]
     assert events.count("decision") == len(printed)
     assert "rebalance" in events and "restore" in events
+
+    # the same decisions, read back from the control topic, make the run report
+    report = tmp_path / "report.html"
+    assert main(["report", "--bootstrap", kafka_bootstrap, "--topic-prefix", prefix, "--out", str(report)]) == 0
+    page = report.read_text()
+    assert "Model key a" in page and "Model key b" in page and page.count("data:image/png;base64,") == 2
