@@ -146,7 +146,7 @@ MODES = {
 
 
 def worker_run(bootstrap: str, events_topic: str, pair: str, n: int, mode: str, *, on_outcome=None,
-               ready=None, profiler=None, messages: int | None = None) -> dict:
+               ready=None, profiler=None, messages: int | None = None, observer=None, on_worker=None) -> dict:
     """Run the worker over ``n`` messages of ``events_topic``; return its rate and time split.
 
     ``mode`` "alo": no state key, the worker commits at the same interval as "eos" (producer flush +
@@ -187,7 +187,9 @@ def worker_run(bootstrap: str, events_topic: str, pair: str, n: int, mode: str, 
                 raise
     transport = TimedTransport(inner)
     worker = Worker(transport, pipeline, topics, state_key=STATE_KEY if eos else None,
-                    batch_size=2000, on_outcome=on_outcome)
+                    batch_size=2000, on_outcome=on_outcome, observer=observer)
+    if on_worker is not None:
+        on_worker(worker, group)
     # time the worker's whole commit (pickling + signing checkpoints + the transport's commit)
     commit_s = [0.0]
     inner_commit = worker.commit

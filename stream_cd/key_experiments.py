@@ -99,6 +99,9 @@ class KeyExperiments:
         if running is None or routed is None or routed[0] != running.name:
             return  # the experiment has ended since
         loss = loss_of(self.task, y, exposure.outputs[0][1])  # type: ignore[arg-type]
+        served_by = exposure.outputs[0][0]
+        if served_by is not self.champion and served_by is not self.challenger:  # (theirs count in _resolve)
+            served_by.recent.update(loss)  # an experiment arm's rolling metric: on the requests it served
         reward = 1.0 - loss if self.task == "classification" else -loss
         verdict = running.test.observe(routed[1], reward, routed[2])
         if verdict is not None:

@@ -45,7 +45,7 @@ class KeyRoles:
         """A fresh model of the champion's spec (a stateless retrain) as the challenger."""
         spec = self.champion.spec
         version = self.book.birth(spec.name, trigger, self.events_seen, parent=self.champion.version)
-        self.challenger = Arm(CHALLENGER, spec, version)
+        self.challenger = Arm(CHALLENGER, spec, version, self.window)
         self._route()
         return self.challenger
 
@@ -53,7 +53,7 @@ class KeyRoles:
         """A fresh model of the champion's spec serves at once; return the replaced one."""
         old = self.champion
         version = self.book.birth(old.spec.name, trigger, self.events_seen, parent=old.version)
-        self.champion = Arm(CHAMPION, old.spec, version)
+        self.champion = Arm(CHAMPION, old.spec, version, self.window)
         self._route()
         return old
 
@@ -77,14 +77,17 @@ class KeyRoles:
 
     def decide(self, action: str, trigger: str, ts: int, evidence: dict[str, Any], arm: Arm | None = None,
                arm_name: str | None = None) -> Decision:
-        """A decision of this key at the event being handled; ids stay unique within one event."""
+        """A decision of this key at the event being handled; ids stay unique within one event.
+
+        Its evidence carries the rolling metric of every arm (``rolling``), so that the
+        decisions alone draw how each arm did over the stream."""
         challenger = arm if arm is not None else self.challenger
         running = self.running
         decision = Decision(
             model_key=self.key, action=action, trigger=trigger, champion_version=self.champion.label,
             challenger_version=None if challenger is None else challenger.label, events_seen=self.events_seen,
-            evidence=evidence, ts=ts, arm=arm_name or (None if arm is None else arm.name), position=self.position,
-            experiment=None if running is None else running.name,
+            evidence={**evidence, "rolling": self.rolling()}, ts=ts, arm=arm_name or (None if arm is None else arm.name),
+            position=self.position, experiment=None if running is None else running.name,
             traffic=None if running is None else running.test.traffic(),
         )
         at, given = self._ids_at

@@ -75,10 +75,12 @@ class ModelKey(KeyRoles, KeyExperiments):
             self._check_specs(self.task)
         self.schema = Schema(key)
         self.book = VersionBook()
-        self.champion = Arm(CHAMPION, self.spec, self.book.birth(self.spec.name, "start", 0))
+        self.window = config.triggers.performance_window  # events in each arm's rolling metric
+        self.champion = Arm(CHAMPION, self.spec, self.book.birth(self.spec.name, "start", 0), self.window)
         self.challenger: Arm | None = None
         if self.shadow_spec is not None:
-            self.challenger = Arm(CHALLENGER, self.shadow_spec, self.book.birth(self.shadow_spec.name, "shadow", 0))
+            self.challenger = Arm(CHALLENGER, self.shadow_spec, self.book.birth(self.shadow_spec.name, "shadow", 0),
+                                  self.window)
         self.router = ShadowRouter()
         self.running: RunningExperiment | None = None
         self.last_experiment: dict[str, Any] | None = None  # how the last experiment ended
@@ -273,9 +275,11 @@ class ModelKey(KeyRoles, KeyExperiments):
             return NO_DECISIONS  # the champion changed since this request: nothing of it to judge
         classification = self.task == "classification"
         loss = (0.0 if own == y else 1.0) if classification else loss_of(self.task, y, own)  # type: ignore[arg-type]
+        champion.recent.update(loss)
         c_loss = None
         if c_out is not NO_OUTPUT:
             c_loss = (0.0 if c_out == y else 1.0) if classification else loss_of(self.task, y, c_out)  # type: ignore[arg-type]
+            challenger.recent.update(c_loss)  # type: ignore[union-attr]
         return self.policy.observe(self, loss, c_loss, ts)  # type: ignore[union-attr]
 
     def _learn_other(self, arm: Arm, x: dict, y: Any) -> bool:
@@ -343,6 +347,26 @@ class ModelKey(KeyRoles, KeyExperiments):
         return False
 
     # -- reporting -------------------------------------------------------------------
+
+    def rolling(self) -> dict[str, Any]:
+        """The rolling metric of every arm: ``metric`` (Accuracy or MAE), ``window`` (events)
+        and per arm its ``version``, ``spec``, ``value`` (None before it scored an event)
+        and how many events it has ``scored``.
+
+        >>> from stream_cd.config import PipelineConfig
+        >>> key = ModelKey("k", PipelineConfig(model="logreg", shadow="logreg", drift="none"))
+        >>> for i in range(4):
+        ...     _ = key.learn({"f": float(i % 2)}, i % 2 == 0, ts=0)
+        >>> key.rolling()["arms"]["champion"]
+        {'version': 'v1.0', 'spec': 'logreg', 'value': 0.5, 'scored': 4}
+        """
+        classification = self.task != "regression"
+        arms = {}
+        for arm in self._learners:  # the champion, its shadow, and a running experiment's arms
+            mean = arm.recent.mean
+            value = None if mean is None else round(1.0 - mean if classification else mean, 6)
+            arms[arm.name] = {"version": arm.label, "spec": arm.spec.name, "value": value, "scored": arm.recent.scored}
+        return {"metric": "Accuracy" if classification else "MAE", "window": self.window, "arms": arms}
 
     def served_record(self, exposure: Exposure, ident: str | None, ts: int) -> dict[str, Any]:
         """What was served for a request, as one message of the predictions topic."""

@@ -36,7 +36,7 @@ from stream_cd.errors import InvalidEvent, StateError
 from stream_cd.events import Control, Event, decode_event
 from stream_cd.model_key import ModelKey
 
-__all__ = ["Outcome", "PartitionState", "Pipeline", "record_key", "model_key_of_record"]
+__all__ = ["Outcome", "PartitionState", "Pipeline", "learned", "record_key", "model_key_of_record"]
 
 _MODEL_PREFIX = "model:"
 _PARTITION_PREFIX = "partition:"
@@ -72,6 +72,20 @@ class Outcome:
     invalid: str | None = None
     skipped: bool = False
     served: dict[str, Any] | None = None  # the served-prediction record, when asked for
+
+
+def learned(outcome: Outcome) -> bool:
+    """Whether the message of ``outcome`` brought a label that was taken in: a labeled event
+    or a feedback, valid and not skipped (a poisoning guard may still have held it back).
+
+    >>> p = Pipeline(PipelineConfig(model="logreg", drift="none"))
+    >>> [learned(p.process(raw, ts=0)) for raw in (b'{"x": {"f": 1.0}, "y": true}', b'{"x": {"f": 1.0}}', b'[]')]
+    [True, False, False]
+    """
+    if outcome is _NOTHING:
+        return True
+    event = outcome.event
+    return type(event) is Event and event.y is not None and outcome.invalid is None and not outcome.skipped  # type: ignore[union-attr]
 
 
 @dataclass

@@ -33,7 +33,10 @@ from dataclasses import dataclass
 
 from stream_cd.decisions import Decision
 from stream_cd.errors import StateError, TransportError
-from stream_cd.pipeline import Outcome, Pipeline, model_key_of_record, record_key
+from stream_cd.events import Event
+from stream_cd.observe.hooks import WorkerObserver
+from stream_cd.pipeline import Outcome, Pipeline, learned, model_key_of_record, record_key
+from stream_cd.report import decision_line
 from stream_cd.state.signing import dump_state, dump_state_and_copy, load_state
 from stream_cd.transport import DEAD_LETTER_ORIGIN, DEAD_LETTER_REASON, Checkpoint, DecodedBatch, Message, Topics, Transport
 
@@ -80,6 +83,7 @@ class Worker:
         on_batch: Callable[[int], None] | None = None,
         on_outcome: Callable[[Message, Outcome], None] | None = None,
         on_prediction: Callable[[dict], None] | None = None,
+        observer: WorkerObserver | None = None,
     ) -> None:
         self.transport = transport
         self.pipeline = pipeline
@@ -93,12 +97,15 @@ class Worker:
         self.on_batch = on_batch
         self.on_outcome = on_outcome
         self.on_prediction = on_prediction
+        self.observer = observer
         self.stats = WorkerStats()
         self._uncommitted = 0
         self._failures = 0
         self._in_flight = False  # a commit handed to the transport without waiting for it
         self._fell_back: set[str] = set()
         self._last_commit = time.monotonic()
+        if observer is not None:
+            observer.attach(self)
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -154,7 +161,10 @@ class Worker:
             self.commit()
         except TransportError as err:
             log.error("the final commit failed (%s): the work since the last commit is not kept, and the "
-                      "partitions' next owner resumes from the last commit", err)
+                      "partitions' next owner resumes from the last commit", err,
+                      extra={"event": "commit_failure", "fields": {"error": str(err), "final": True}})
+            if self.observer is not None:
+                self.observer.failed(err)
             self.transport.abort()
             stats.stopped_by += ", final commit failed"
         return stats
@@ -182,31 +192,48 @@ class Worker:
 
     def _process(self, messages) -> None:
         every = self.on_outcome is not None  # then each outcome is handed over as it happens
+        observer = self.observer
         if isinstance(messages, DecodedBatch):  # decoded by the transport: learn from the events
             batch = messages
             if not every:
-                for i, outcome in self.pipeline.take_batch(batch.events, batch.timestamps, batch.offsets, batch.partition):
+                results = self.pipeline.take_batch(batch.events, batch.timestamps, batch.offsets, batch.partition)
+                for i, outcome in results:
                     self._emit(batch[i], outcome)
+                if observer is not None:
+                    observer.learned(_labeled_times(batch, results), time.time())
                 return
             take = self.pipeline.take
             outcomes = (take(e, t, batch.partition, o) for e, t, o in zip(batch.events, batch.timestamps, batch.offsets))
         else:
             process = self.pipeline.process
             outcomes = (process(m.value, m.timestamp, m.partition, m.offset) for m in messages)
+        times: list[int] | None = None if observer is None else []
         for message, outcome in zip(messages, outcomes):
             if every or outcome.invalid is not None or outcome.decisions or outcome.served is not None:
                 self._emit(message, outcome)
+            if times is not None and learned(outcome):
+                times.append(message.timestamp)
+        if times is not None:
+            observer.learned(times, time.time())  # type: ignore[union-attr]
 
     def _emit(self, message: Message, outcome: Outcome) -> None:
         """What one message led to: a dead letter, decisions, a served prediction."""
         transport, topics, stats = self.transport, self.topics, self.stats
+        observer = self.observer
         if outcome.invalid is not None:
             _dead_letter(transport, topics, message, outcome.invalid)
             stats.dead_letters += 1
+            if observer is not None:
+                observer.dead_letter(outcome.invalid)
         elif outcome.decisions:
             for decision in outcome.decisions:
                 transport.send(topics.decisions, decision.model_key.encode(), decision.to_json())
                 stats.decisions += 1
+                if log.isEnabledFor(logging.INFO):
+                    log.info("decision %s", _decision_text(decision),
+                             extra={"event": "decision", "fields": {"decision": decision.to_dict()}})
+                if observer is not None:
+                    observer.decision(decision)
                 if self.on_decision is not None:
                     self.on_decision(decision)
         if outcome.served is not None and self.on_prediction is not None:
@@ -232,6 +259,7 @@ class Worker:
         leaves the original reading its attributes from slow dicts (see
         :mod:`stream_cd.state.pickling`), and the copy is the same state.
         """
+        started = time.perf_counter()
         checkpoints: list[Checkpoint] = []
         if self.state_key is not None:
             for key, state, covered in self.pipeline.take_checkpoints():
@@ -250,6 +278,8 @@ class Worker:
         self.stats.checkpoints_written += len(checkpoints)
         self._uncommitted = 0
         self._last_commit = time.monotonic()
+        if self.observer is not None:
+            self.observer.committed(time.perf_counter() - started, len(checkpoints))
 
     def _recover(self, err: TransportError) -> None:
         """The transport failed (the broker went away, the group forgot this member): drop
@@ -260,7 +290,10 @@ class Worker:
         self._in_flight = False
         if self._failures > MAX_FAILURES:
             raise TransportError(f"giving up after {MAX_FAILURES} failures in a row; the last: {err}") from err
-        log.warning("%s; rolling back to the last commit (failure %d of at most %d in a row)", err, self._failures, MAX_FAILURES)
+        log.warning("%s; rolling back to the last commit (failure %d of at most %d in a row)", err, self._failures, MAX_FAILURES,
+                    extra={"event": "commit_failure", "fields": {"error": str(err), "failures_in_a_row": self._failures}})
+        if self.observer is not None:
+            self.observer.failed(err)
         self.transport.reset()
         if self.state_key is not None:
             self.pipeline.reset()  # restored from the checkpoints when the partitions come back
@@ -284,6 +317,11 @@ class Worker:
         the unprocessed batch is dropped and the held partitions re-read from their
         committed offsets.
         """
+        log.info("rebalance: %s", "; ".join(f"{kind} {', '.join(map(str, partitions))}" for kind, partitions in changes),
+                 extra={"event": "rebalance", "fields": {"changes": [{"kind": k, "partitions": p} for k, p in changes],
+                                                         "held": self.transport.assignment()}})
+        if self.observer is not None:
+            self.observer.rebalanced(changes)
         revoked = any(kind == "revoked" for kind, _ in changes)
         if self.state_key is not None and revoked:
             self._rollback()
@@ -339,6 +377,8 @@ class Worker:
     def restore(self, partitions: list[int]) -> dict[int, int]:
         """Load the last good checkpoint of every state record covering ``partitions``;
         return the offset each partition must resume from."""
+        started = time.perf_counter()
+        restored_before, refused_before = self.stats.restored, self.stats.refused_checkpoints
         found = self.transport.load_checkpoints(partitions)
         pipeline = self.pipeline
         behind: list[str] = []  # keys restored from an older checkpoint than their newest
@@ -370,7 +410,33 @@ class Worker:
             for p, offset in getattr(slot, "offsets", {}).items():
                 if p in positions and offset < positions[p]:
                     positions[p] = offset
+        restored, refused = self.stats.restored - restored_before, self.stats.refused_checkpoints - refused_before
+        seconds = time.perf_counter() - started
+        log.info("restored %d state records of partitions %s from checkpoints in %.2f s (%d refused, %d from an older "
+                 "checkpoint)", restored, ", ".join(map(str, partitions)), seconds, refused, len(behind),
+                 extra={"event": "restore", "fields": {"partitions": list(partitions), "restored": restored,
+                                                       "refused": refused, "older": len(behind), "seconds": round(seconds, 4),
+                                                       "positions": positions}})
+        if self.observer is not None:
+            self.observer.restored(restored, refused, seconds)
         return positions
+
+
+def _labeled_times(batch: DecodedBatch, results: list[tuple[int, Outcome]]) -> list[int]:
+    """The timestamps of a decoded batch's labeled events and feedback that were taken in
+    (not rejected): those whose labels the model keys learned."""
+    events, timestamps = batch.events, batch.timestamps
+    rejected = [i for i, outcome in results if outcome.invalid is not None]
+    if not rejected:
+        return [t for e, t in zip(events, timestamps) if type(e) is Event and e.y is not None]  # type: ignore[union-attr]
+    out = set(rejected)
+    return [t for i, (e, t) in enumerate(zip(events, timestamps))
+            if i not in out and type(e) is Event and e.y is not None]  # type: ignore[union-attr]
+
+
+def _decision_text(decision: Decision) -> str:
+    """A decision in a log line: the terminal's decision line without its column padding."""
+    return " ".join(decision_line(decision.to_dict()).split())
 
 
 def _describe(record: str) -> str:

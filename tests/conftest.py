@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-KAFKA_IMAGE = "apache/kafka:4.1.0"
+KAFKA_IMAGE = "apache/kafka:4.3.1"  # the version of stream_cd/broker/pom.xml
 READY_TIMEOUT_S = 90.0
 
 

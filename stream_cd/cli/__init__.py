@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     >>> parser.prog
     'stream-cd'
     """
-    from stream_cd.cli import experiment, kafka, pipeline, serve, state
+    from stream_cd.cli import analysis, experiment, kafka, pipeline, serve, state
 
     parser = argparse.ArgumentParser(
         prog="stream-cd",
@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     state.register(commands)
     experiment.register(commands)
     serve.register(commands)
+    analysis.register(commands)
     return parser
 
 

@@ -16,6 +16,7 @@ from typing import Any, Iterator
 
 import orjson
 
+from stream_cd.cli.observe import add_observe_flags, observing
 from stream_cd.cli.options import (add_model_flags, add_topic_flags, config_from_args, non_negative_float,
                                    positive_float, positive_int)
 from stream_cd.decisions import Decision
@@ -69,7 +70,10 @@ def _register_worker(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--fetch-inline", action="store_true",
                    help="fetch and decode messages in the worker's own process; by default a second process does it, "
                    "beside the learning (about 1.2x the events/s with two cores)")
-    p.add_argument("--json", action="store_true", help="print decisions as JSON lines and end with the JSON summary line")
+    p.add_argument("--json", action="store_true",
+                   help="print decisions as JSON lines on stdout and end with the JSON summary line (the log lines, "
+                   "decisions among them, stay on stderr)")
+    add_observe_flags(p)
     add_model_flags(p)
     p.set_defaults(run=_worker)
 
@@ -121,20 +125,23 @@ def _worker(args: argparse.Namespace) -> int:
     pipeline = Pipeline(config_from_args(args), record_predictions=bool(args.predictions or args.publish_predictions))
     topics = Topics(args.topic_prefix, args.topic or "")
     group = args.group or f"{args.topic_prefix}.workers"
+    worker_id = args.worker_id or f"{socket.gethostname()}-{os.getpid()}"
     from consumers.kafka_worker import run_kafka_worker
 
-    with _stop_on_signals() as stop, _prediction_sinks(args) as write_file:
+    with _stop_on_signals() as stop, _prediction_sinks(args) as write_file, \
+            observing(args, worker_id=worker_id, group=group, topic=topics.events, bootstrap=args.bootstrap) as observer:
         stats = run_kafka_worker(
             args.bootstrap,
             topics,
             group,
             pipeline,
             state_key=state_key,
-            worker_id=args.worker_id or f"{socket.gethostname()}-{os.getpid()}",
+            worker_id=worker_id,
             max_events=args.max_events,
             idle_exit=args.idle_exit,
             stop=stop,
-            on_decision=_decision_printer(args.json, sys.stdout if args.json else sys.stderr),
+            on_decision=_decision_printer(True) if args.json else None,  # else the log lines show them
+            observer=observer,
             batch_size=args.batch_size,
             commit_every_events=args.commit_every_events,
             commit_every_s=args.commit_every_seconds,

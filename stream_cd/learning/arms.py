@@ -12,6 +12,12 @@ so a model that cannot use an event never stops a worker.
 >>> arm.learn({"f": 1.0}, True)
 >>> arm.predict({"f": 1.0}), arm.label, arm.learned
 (True, 'v1.0', 1)
+
+Its ``recent`` losses, as its model key scores them, give the rolling metric:
+
+>>> arm.recent.update(0.0); arm.recent.update(1.0)
+>>> arm.recent.mean
+0.5
 >>> arm.learn({"f": "a"}, True)
 Traceback (most recent call last):
 ...
@@ -23,6 +29,7 @@ from __future__ import annotations
 from typing import Any
 
 from stream_cd.errors import InvalidEvent
+from stream_cd.learning.rolling import DEFAULT_WINDOW, RollingLoss
 from stream_cd.learning.specs import ModelSpec
 from stream_cd.learning.versions import Version
 
@@ -30,16 +37,26 @@ __all__ = ["Arm"]
 
 
 class Arm:
-    """A named model of one spec, with its version and how many events it learned."""
+    """A named model of one spec, with its version, how many events it learned and its
+    recent losses (a :class:`~stream_cd.learning.rolling.RollingLoss` over ``window`` events)."""
 
-    __slots__ = ("name", "spec", "model", "_version", "label", "learned")
+    __slots__ = ("name", "spec", "model", "_version", "label", "learned", "recent")
 
-    def __init__(self, name: str, spec: ModelSpec, version: Version) -> None:
+    def __init__(self, name: str, spec: ModelSpec, version: Version, window: int = DEFAULT_WINDOW) -> None:
         self.name = name
         self.spec = spec
         self.model = spec.build()
         self.version = version
         self.learned = 0
+        self.recent = RollingLoss(window)
+
+    def __setstate__(self, state: tuple) -> None:
+        """Restore a pickled arm; one pickled before arms kept their recent losses gets an empty record."""
+        _, slots = state
+        for name, value in slots.items():
+            object.__setattr__(self, name, value)
+        if "recent" not in slots:
+            self.recent = RollingLoss()
 
     @property
     def version(self) -> Version:

@@ -44,11 +44,17 @@ def _hyperplane(seed: int, concept: int) -> Iterable:
     return synth.Hyperplane(seed=seed + 1000 * concept, n_features=10)
 
 
+def _rotating_hyperplane(seed: int, concept: int) -> Iterable:
+    """A concept that drifts all the time: half the weights move 0.001 an event (reversing at random)."""
+    return synth.Hyperplane(seed=seed + 1000 * concept, n_features=10, n_drift_features=5, mag_change=0.001, sigma=0.1)
+
+
 # name -> (stream of one concept, size of a bundled dataset or None for unbounded)
 GENERATORS: dict[str, tuple[Callable[[int, int], Iterable], int | None]] = {
     "agrawal": (_agrawal, None),
     "sea": (_sea, None),
     "hyperplane": (_hyperplane, None),
+    "rotating-hyperplane": (_rotating_hyperplane, None),
     "phishing": (lambda seed, concept: datasets.Phishing(), 1250),
 }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable
@@ -21,6 +22,46 @@ def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "stream_cd.cli", *args]
 
 
+class _Drained:
+    """One output pipe of a worker, read to its end by a thread as the worker writes: a worker
+    that prints much (decisions with their evidence, log lines) never blocks on a full pipe
+    while a test waits for it to commit."""
+
+    def __init__(self, pipe) -> None:
+        self._pipe = pipe
+        self._chunks: list[bytes] = []
+        self._thread = threading.Thread(target=self._drain, daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        for chunk in iter(lambda: self._pipe.read1(1 << 16), b""):
+            self._chunks.append(chunk)
+
+    def read(self) -> bytes:
+        """What the worker wrote so far (all of it once it has exited and been waited for)."""
+        return b"".join(self._chunks)
+
+    def finish(self, timeout: float = 30.0) -> bytes:
+        self._thread.join(timeout)
+        return self.read()
+
+    def close(self) -> None:
+        self._pipe.close()
+
+
+class WorkerProcess(subprocess.Popen):
+    """A worker subprocess whose stdout and stderr are drained as it runs (see :class:`_Drained`)."""
+
+    def __init__(self, args: list[str], **kwargs) -> None:
+        super().__init__(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+        self.stdout = _Drained(self.stdout)  # type: ignore[assignment]
+        self.stderr = _Drained(self.stderr)  # type: ignore[assignment]
+
+    def communicate(self, input=None, timeout=None):  # noqa: A002 - Popen's own signature
+        self.wait(timeout)
+        return self.stdout.finish(), self.stderr.finish()  # type: ignore[union-attr]
+
+
 STARTED: list[subprocess.Popen] = []
 
 
@@ -35,10 +76,8 @@ def kill_leftovers() -> None:
 
 def start_worker(bootstrap: str, prefix: str, *flags: str) -> subprocess.Popen:
     """A ``stream-cd worker --json`` subprocess on the topics of ``prefix``."""
-    worker = subprocess.Popen(
+    worker = WorkerProcess(
         cli("worker", "--bootstrap", bootstrap, "--topic-prefix", prefix, "--json", *flags),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
         cwd=REPO,
         env={"STREAM_CD_STATE_KEY": TEST_STATE_KEY, **os.environ, "PYTHONUNBUFFERED": "1"},
     )
