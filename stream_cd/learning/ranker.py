@@ -71,14 +71,17 @@ def candidate_features(query: dict[str, Any], items: Sequence[dict[str, Any]]) -
         if type(value) in _NUMBERS:
             numbers[name] = value
     out = []
+    seen: dict[str, tuple[str, str, Any]] = {}  # item feature name -> (i_ name, qi_ name, query value)
     for item in items:
-        x = dict(prefixed)
+        x = prefixed.copy()
         for name, value in item.items():
-            _, i_name, qi_name = _names(name)
-            x[i_name] = value
-            q = numbers.get(name)
-            if q is not None and type(value) in _NUMBERS:
-                x[qi_name] = q * value
+            known = seen.get(name)
+            if known is None:
+                _, i_name, qi_name = _names(name)
+                known = seen[name] = (i_name, qi_name, numbers.get(name))
+            x[known[0]] = value
+            if known[2] is not None and type(value) in _NUMBERS:
+                x[known[1]] = known[2] * value
         out.append(x)
     return out
 
