@@ -27,7 +27,7 @@ rankings still differ).
 >>> from stream_cd.simulate.ranking import PopulationParams
 >>> better, worse = Scorer(1.0), Scorer(0.5)
 >>> interleaving_run(PopulationParams(), worse, better, seed=1, queries_per_user=1)   # impressions
-(1760, 1)
+(1762, 1)
 >>> ab_run(PopulationParams(), worse, better, seed=1, queries_per_user=1)   # users, one impression each
 (13763, 1)
 """

@@ -76,7 +76,9 @@ def test_interleaving_through_kafka_serves_drafted_rankings_and_decides_once_as_
 
     # the rest, and the same worker restarted from its checkpoint
     run("replay", str(rest), "--bootstrap", kafka_bootstrap, "--topic-prefix", prefix, "--no-progress")
-    worker = start_worker(kafka_bootstrap, prefix, *WORKER, "--worker-id", "w1", "--idle-exit", "6")
+    # it stops once it has taken in the rest (idle exit only as a safety: a loaded machine can be slow to start)
+    worker = start_worker(kafka_bootstrap, prefix, *WORKER, "--worker-id", "w1", "--max-events", str(len(lines) - cut),
+                          "--idle-exit", "60")
     summary, resumed, _ = finish(worker, timeout=300)
     assert [d["action"] for d in resumed if d["action"] not in ("checkpoint", "keep")] == ["promote"]
     assert summary == reference_summary
