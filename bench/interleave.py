@@ -103,15 +103,21 @@ def _tuned(a: float, worse: float, seed: int) -> tuple[int, int]:
 
 def throughput(args: argparse.Namespace) -> None:
     single, interleaved = stream(args.users, False), stream(args.users, True)
-    ratios = []
+    rate(single), rate(interleaved)  # a warm-up pair, not counted: the first runs of a process are slower
+    ratios: list[float] = []
+    singles: list[float] = []
+    both_rates: list[float] = []
     for _ in range(args.repeat):
         one, _ = rate(single)
         both, model = rate(interleaved)
         ratios.append(both / one)
+        singles.append(one)
+        both_rates.append(both)
         state = model["experiment"]["state"]
         print(f"(1) single ranker {one:7,.0f} requests/s   interleaving {both:7,.0f} requests/s   ratio {both / one:.2f}"
               f"   (experiment {state}, {model['experiment']['impressions']:,} impressions judged)", flush=True)
-    print(f"(1) median ratio interleaving over single: {statistics.median(ratios):.2f}")
+    print(f"(1) median ratio interleaving over single: {statistics.median(ratios):.2f} (best single "
+          f"{max(singles):,.0f}, best interleaving {max(both_rates):,.0f} requests/s)")
 
 
 def sensitivity(args: argparse.Namespace, pool: ProcessPoolExecutor) -> None:
