@@ -203,3 +203,19 @@ def test_a_ranking_key_checkpointed_mid_experiment_goes_on_the_same() -> None:
             assert key.feedback(decoded.id, tuple(c for c in decoded.clicked if c in a.served), 0) == \
                 copy.feedback(decoded.id, tuple(c for c in decoded.clicked if c in b.served), 0)
     assert copy.summary() == key.summary()
+
+
+def test_interleaving_is_for_ranking_keys_and_ab_tests_for_plain_ones() -> None:
+    p = Pipeline(PipelineConfig(model="logreg"))
+    start = {"control": "start", "experiment": IL}
+    run(p, [{"key": "plain", "x": {"f0": 1.0}, "y": True}, {"key": "search", **{k: v for k, v in REQUEST.items() if k != "key"}}])
+    refused = run(p, [{"key": "plain", **start}, {"key": "search", "control": "start", "experiment": {
+        "name": "ab-1", "kind": "ab", "arms": [{"name": "b", "spec": "logreg"}]}}])
+    assert all("interleaving compares rankers, on a model key of ranking requests" in o.invalid for o in refused)
+    assert p.model("plain").running is None and p.model("search").running is None
+    # on a fresh key the experiment makes it a ranking key: a plain request is refused from then on
+    fresh = run(p, [{"key": "fresh", **start}, {"key": "fresh", "id": "r1", "x": {"f0": 1.0}}])
+    assert fresh[0].invalid is None and [d.action for d in fresh[0].decisions] == ["start"]
+    assert "this model key ranks" in fresh[1].invalid
+    regression = run(p, [{"key": "numbers", "control": "start", "experiment": {**IL, "arms": [{"name": "b", "spec": "linreg"}]}}])
+    assert "refused" in regression[0].invalid and p.model("numbers").ranking is None and p.model("numbers").running is None
