@@ -11,6 +11,13 @@ a click, a purchase, a fraud report). Feature values are finite numbers,
 strings or booleans. Anything else raises :class:`~stream_cd.errors.InvalidEvent`
 with a reason; the worker sends such messages to the dead-letter topic.
 
+A *ranking request* carries candidates, and its feedback the ids of the ones
+clicked (:class:`RankingRequest`, :class:`Clicks`)::
+
+    {"key": "search", "id": "q1", "x": {...query...},
+     "items": [{"id": "i1", "x": {...}}, {"id": "i2", "x": {...}}], "k": 10}
+    {"key": "search", "id": "q1", "clicked": ["i2"]}
+
 >>> ev = decode_event(b'{"key": "shop", "x": {"a": 1.5, "c": "red"}, "y": true}')
 >>> ev.key, ev.x, ev.y, ev.labeled
 ('shop', {'a': 1.5, 'c': 'red'}, True, True)
@@ -33,7 +40,8 @@ import orjson
 
 from stream_cd.errors import InvalidEvent
 
-__all__ = ["Event", "Control", "decode_event", "encode_event", "DEFAULT_KEY", "DEFAULT_MAX_EVENT_BYTES"]
+__all__ = ["Event", "Control", "RankingRequest", "Clicks", "decode_event", "encode_event", "DEFAULT_KEY",
+           "DEFAULT_MAX_EVENT_BYTES"]
 
 DEFAULT_KEY = "default"
 DEFAULT_MAX_EVENT_BYTES = 64 * 1024
@@ -104,6 +112,43 @@ class Control:
 
 
 CONTROL_ACTIONS = ("start", "stop")
+
+
+@dataclass(slots=True)
+class RankingRequest:
+    """A request to rank candidates: the query's features ``x``, each candidate's id and
+    features (``item_ids``, ``items``, in the order given) and ``k``, the length of the
+    list to serve (at most the number of candidates). ``numeric``: every query and
+    item feature is a number."""
+
+    key: str
+    x: dict[str, float | str | bool]
+    item_ids: tuple[str, ...]
+    items: list[dict[str, float | str | bool]]
+    k: int
+    id: str | None = None
+    ts: int | None = None
+    session: str | None = None
+    source: str | None = None
+    numeric: bool = field(default=False, compare=False, repr=False)
+
+    def __reduce__(self) -> tuple:
+        return RankingRequest, (self.key, self.x, self.item_ids, self.items, self.k, self.id, self.ts, self.session,
+                                self.source, self.numeric)
+
+
+@dataclass(slots=True)
+class Clicks:
+    """The feedback of a ranking request: the ids of the served items that were clicked
+    (none: the list was shown and nothing was clicked)."""
+
+    key: str
+    id: str
+    clicked: tuple[str, ...]
+    ts: int | None = None
+
+    def __reduce__(self) -> tuple:
+        return Clicks, (self.key, self.id, self.clicked, self.ts)
 
 
 def encode_event(event: Event) -> bytes:
@@ -205,6 +250,10 @@ def decode_event(raw: bytes, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Event:
     control = get("control")
     if control is not None:
         return _control(key, control, get("experiment"), ts)
+    if "items" in obj:
+        return _ranking_request(obj, key, ts)
+    if "clicked" in obj:
+        return _clicks(obj, key, ts)
     x = get("x", _MISSING)
     y = get("y")
     if y is not None and type(y) not in _SCALARS:
@@ -244,3 +293,86 @@ def _control(key: str, action: object, experiment: object, ts: int | None) -> Co
     if type(experiment) is not dict or type(experiment.get("name")) is not str:
         raise InvalidEvent(f"control {action!r} needs an experiment object with a name, not {experiment!r}")
     return Control(key, action, experiment, ts)
+
+
+def _ranking_request(obj: dict, key: str, ts: int | None) -> RankingRequest:
+    """A ranking request, checked: a list of candidates each with a distinct id and an object of
+    features, an optional ``x`` of query features (default: none), and ``k`` (default: all).
+
+    >>> r = decode_event(b'{"key": "s", "id": "q1", "x": {"f0": 0.5}, "items": [{"id": "a", "x": {"f0": 1}},'
+    ...                  b' {"id": "b", "x": {"f0": -1}}], "k": 1}')
+    >>> r.item_ids, r.items, r.k, r.numeric
+    (('a', 'b'), [{'f0': 1}, {'f0': -1}], 1, True)
+    >>> decode_event(b'{"items": [{"id": "a", "x": {}}, {"id": "a", "x": {}}]}')
+    Traceback (most recent call last):
+    ...
+    stream_cd.errors.InvalidEvent: items: id 'a' comes twice; the candidates of a ranking request need distinct ids
+    >>> decode_event(b'{"items": [{"id": "a", "x": {}}], "k": 0}')
+    Traceback (most recent call last):
+    ...
+    stream_cd.errors.InvalidEvent: k is 0; it must be a whole number of at least 1 (the length of the list to serve)
+    """
+    if "y" in obj or "clicked" in obj:
+        raise InvalidEvent("a ranking request (items) has no y or clicked; its feedback is a separate event with "
+                           "its id and clicked")
+    items = obj["items"]
+    if type(items) is not list or not items:
+        raise InvalidEvent(f"items is {_kind(items)}{'' if items else ' (empty)'}; it must be a non-empty list of "
+                           '{"id": ..., "x": {...}} candidates')
+    ids: list[str] = []
+    xs: list[dict] = []
+    numeric = True
+    for n, item in enumerate(items):
+        if type(item) is not dict or "x" not in item or item.get("id") is None:
+            raise InvalidEvent(f'items[{n}] is {_kind(item) if type(item) is not dict else "an object without id or x"}'
+                               '; each candidate is {"id": ..., "x": {...}}')
+        try:
+            ident = item["id"] if type(item["id"]) is str else _optional_str(item, "id")
+            x = _check_features(item["x"])
+        except InvalidEvent as err:
+            raise InvalidEvent(f"items[{n}]: {err.reason}") from None
+        numeric = numeric and _NUMBERS.issuperset(map(type, x.values()))
+        ids.append(ident)  # type: ignore[arg-type]
+        xs.append(x)
+    if len(set(ids)) != len(ids):
+        twice = next(i for n, i in enumerate(ids) if i in ids[:n])
+        raise InvalidEvent(f"items: id {twice!r} comes twice; the candidates of a ranking request need distinct ids")
+    k = obj.get("k", len(ids))
+    if type(k) is not int or k < 1:
+        raise InvalidEvent(f"k is {k!r}; it must be a whole number of at least 1 (the length of the list to serve)")
+    query = _check_features(obj.get("x", {}))
+    numeric = numeric and _NUMBERS.issuperset(map(type, query.values()))
+    session = _optional_str(obj, "session") or _optional_str(obj, "user")
+    return RankingRequest(key, query, tuple(ids), xs, min(k, len(ids)), _optional_str(obj, "id"), ts, session,
+                          _optional_str(obj, "source"), numeric)
+
+
+def _clicks(obj: dict, key: str, ts: int | None) -> Clicks:
+    """The clicks of a ranking request, checked: the request's id and a list of distinct item ids.
+
+    >>> decode_event(b'{"key": "s", "id": "q1", "clicked": ["b"]}')
+    Clicks(key='s', id='q1', clicked=('b',), ts=None)
+    >>> decode_event(b'{"id": "q1", "clicked": "b"}')
+    Traceback (most recent call last):
+    ...
+    stream_cd.errors.InvalidEvent: clicked is a string; it must be a list of the ids of the clicked items (empty: none)
+    """
+    ident = _optional_str(obj, "id")
+    if ident is None:
+        raise InvalidEvent("clicks (clicked) need the id of their ranking request; this event has no id")
+    if "x" in obj or "y" in obj:
+        raise InvalidEvent("clicks (clicked) carry no x or y; they are the feedback of the ranking request with their id")
+    clicked = obj["clicked"]
+    if type(clicked) is not list:
+        raise InvalidEvent(f"clicked is {_kind(clicked)}; it must be a list of the ids of the clicked items (empty: none)")
+    ids = []
+    for n, item in enumerate(clicked):
+        if type(item) is int:
+            item = str(item)
+        if type(item) is not str:
+            raise InvalidEvent(f"clicked[{n}] is {_kind(item)}; it must be the id of a served item")
+        ids.append(item)
+    if len(set(ids)) != len(ids):
+        twice = next(i for n, i in enumerate(ids) if i in ids[:n])
+        raise InvalidEvent(f"clicked: item {twice!r} comes twice; each clicked item is named once")
+    return Clicks(key, ident, tuple(ids), ts)

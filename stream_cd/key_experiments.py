@@ -17,6 +17,7 @@ from stream_cd.evaluation.definition import CONTROL, ExperimentDefinition
 from stream_cd.evaluation.experiments import RunningExperiment
 from stream_cd.learning.tasks import loss_of
 from stream_cd.serving.exposures import NO_OUTPUT, Exposure
+from stream_cd.serving.ranking import Rankings
 
 __all__ = ["KeyExperiments"]
 
@@ -42,11 +43,21 @@ class KeyExperiments:
                                f"{running.name!r} is running there; stop it first")
         try:
             definition = ExperimentDefinition.from_mapping(experiment)
+            if (definition.kind == "interleave") != (self.ranking is not None) and (
+                    self.ranking is not None or self.learned or len(self.exposures)):
+                raise ConfigError("interleaving compares rankers, on a model key of ranking requests; A/B tests "
+                                  "and canaries compare classifiers, on a key of plain requests")
             baseline, sd = (None, None) if self.policy is None else self.policy.reward_level()
             self.running = RunningExperiment(definition, self.book, self.champion.version, self.events_seen, self.task,
                                              baseline, sd, self.config.report_every)
         except ConfigError as err:
             raise InvalidEvent(f"experiment {name!r} refused: {err}") from None
+        if definition.kind == "interleave" and self.ranking is None:
+            try:
+                self.ranking = Rankings(self)  # the key's events will be ranking requests
+            except InvalidEvent as err:
+                self.running = None
+                raise InvalidEvent(f"experiment {name!r} refused: {err.reason}") from None
         self._route()
         return [self.decide("start", "experiment", ts, self.running.start_evidence())]
 

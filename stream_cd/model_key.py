@@ -38,7 +38,7 @@ A request, then its feedback:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stream_cd.config import PipelineConfig
 from stream_cd.decisions import Decision
@@ -55,8 +55,12 @@ from stream_cd.learning.versions import VersionBook
 from stream_cd.key_experiments import KeyExperiments
 from stream_cd.key_roles import CHALLENGER, CHAMPION, KeyRoles
 from stream_cd.serving.exposures import NO_OUTPUT, Exposure, ExposureStore, served_record
+from stream_cd.serving.ranking import Rankings
 from stream_cd.serving.router import ShadowRouter
 from stream_cd.serving.sessions import LogitResidual, MeanShift, SessionStore, top_class
+
+if TYPE_CHECKING:
+    from stream_cd.events import RankingRequest
 
 __all__ = ["ModelKey"]
 
@@ -104,6 +108,7 @@ class ModelKey(KeyRoles, KeyExperiments):
         self.learned = 0
         self.held_back = {"source": 0, "range": 0}
         self.last_served: Exposure | None = None
+        self.ranking: Rankings | None = None  # set once the key serves ranking requests (stream_cd.serving.ranking)
 
     # -- set-up -------------------------------------------------------------------
 
@@ -141,19 +146,28 @@ class ModelKey(KeyRoles, KeyExperiments):
     # -- the two verbs --------------------------------------------------------------
 
     def serve(self, x: dict, ts: int, ident: str | None = None, session: str | None = None,
-              source: str | None = None, numeric: bool = False) -> tuple[Exposure, list[Decision]]:
+              source: str | None = None, numeric: bool = False,
+              ranking: RankingRequest | None = None) -> tuple[Exposure, list[Decision]]:
         """Answer a request; hold its exposure until the feedback for ``ident`` comes.
 
-        Return the exposure (``served`` is the prediction) and the decisions that
-        arose meanwhile: requests that expired are learned with the configured
-        default label, if there is one, and arms that failed on the request are dropped.
+        Return the exposure (``served`` is the prediction, or the ranked item ids of a
+        ``ranking`` request) and the decisions that arose meanwhile: requests that expired
+        are learned with the configured default label, if there is one, and arms that
+        failed on the request are dropped.
         """
-        self.schema.check(x, numeric)
+        rankings = self.ranking
+        if rankings is None and ranking is not None:
+            rankings = self.ranking = Rankings(self)
+        if rankings is None:
+            self.schema.check(x, numeric)
+        else:
+            rankings.check(ranking)
         exposures = self.exposures
         if ident is not None:
             exposures.check_new(ident)
         self.events_seen += 1
-        exposure = self._score(x, ts, session, source, ident)
+        exposure = self._score(x, ts, session, source, ident) if rankings is None else rankings.score(
+            self, ranking, ts, ident)  # type: ignore[arg-type]
         decisions = self._aftermath(NO_DECISIONS, ts)
         if ident is not None:
             expired = exposures.add(ident, exposure)
@@ -174,8 +188,14 @@ class ModelKey(KeyRoles, KeyExperiments):
         return self.probe(x, session, ts).served
 
     def feedback(self, ident: str, y: Any, ts: int) -> list[Decision]:
-        """Join the label ``y`` to the request ``ident`` and learn from it."""
+        """Join the label ``y`` (or, on a ranking key, the clicked item ids) to the request ``ident``
+        and learn from it."""
         self.events_seen += 1
+        if self.ranking is not None:
+            return self.ranking.feedback(self, ident, y, ts)
+        if type(y) is tuple:
+            raise InvalidEvent(f"clicks for request {ident!r}, but model key {self.key!r} does not rank: its "
+                               "feedback is a label y")
         exposure = self.exposures.take(ident, ts)  # raises for an unknown, expired or answered id
         decisions = self._learn_exposure(exposure, y, ts)
         expired = self.exposures.expire_due(ts)
@@ -186,6 +206,8 @@ class ModelKey(KeyRoles, KeyExperiments):
     def learn(self, x: dict, y: Any, ts: int, source: str | None = None, session: str | None = None,
               numeric: bool = False, ident: str | None = None) -> list[Decision]:
         """A labeled event: a request and its own feedback at once."""
+        if self.ranking is not None:
+            self.ranking.check(None)  # refused: a ranking key learns from clicks
         if self.task is None:
             self._fix_task(y)
         y = check_label(self.task, y)  # type: ignore[arg-type]
@@ -316,7 +338,7 @@ class ModelKey(KeyRoles, KeyExperiments):
     def _expired(self, expired: list[Exposure]) -> list[Decision]:
         """Requests whose feedback never came: learned with the default label, if one is set."""
         default = self.config.feedback_default
-        if default is None:
+        if default is None or self.ranking is not None:  # impressions without their clicks are only counted
             return NO_DECISIONS
         decisions: list[Decision] = []
         clock = self.exposures.clock
@@ -370,6 +392,8 @@ class ModelKey(KeyRoles, KeyExperiments):
 
     def served_record(self, exposure: Exposure, ident: str | None, ts: int) -> dict[str, Any]:
         """What was served for a request, as one message of the predictions topic."""
+        if self.ranking is not None:
+            return exposure.record(self.key, ident, ts)  # type: ignore[attr-defined]
         return served_record(self.key, exposure, ident, ts)
 
     def summary(self) -> dict[str, Any]:
@@ -379,7 +403,7 @@ class ModelKey(KeyRoles, KeyExperiments):
             "champion_version": self.champion_version,
             "champion_spec": self.champion.spec.name,
             "challenger_version": self.challenger_version,
-            "task": self.task,
+            "task": self.task if self.ranking is None else "ranking",
             "metric": None if metric is None else {"name": type(metric).__name__, "value": metric.get()},
             "events_seen": self.events_seen,
             "learned": self.learned,
@@ -389,5 +413,6 @@ class ModelKey(KeyRoles, KeyExperiments):
             "experiment": self.last_experiment if self.running is None else self.running.test.status(),
             "feedback": self.exposures.stats(),
             "sessions": None if self.sessions is None else self.sessions.stats(),
+            **({} if self.ranking is None else {"ranking": self.ranking.stats()}),
         }
 

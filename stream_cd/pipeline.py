@@ -33,7 +33,7 @@ from typing import Any
 from stream_cd.config import PipelineConfig
 from stream_cd.decisions import Decision
 from stream_cd.errors import InvalidEvent, StateError
-from stream_cd.events import Control, Event, decode_event
+from stream_cd.events import Clicks, Control, Event, RankingRequest, decode_event
 from stream_cd.model_key import ModelKey
 
 __all__ = ["Outcome", "PartitionState", "Pipeline", "learned", "record_key", "model_key_of_record"]
@@ -222,8 +222,8 @@ class Pipeline:
         if event.ts is not None:
             ts = event.ts
         version = model.champion.label
-        if type(event) is Control:
-            return Outcome(event, model.control(event.action, event.experiment, ts), None, version)  # type: ignore[arg-type]
+        if type(event) is not Event:
+            return self._handle_other(model, event, ts, version)
         if event.y is None:
             exposure, decisions = model.serve(event.x, ts, event.id, event.session, event.source, event.numeric)  # type: ignore[arg-type]
             outcome = Outcome(event, decisions, exposure.served, version)
@@ -241,6 +241,19 @@ class Pipeline:
                 model.last_served = None
                 return outcome
         return Outcome(event, decisions, None, version) if decisions else _NOTHING
+
+    def _handle_other(self, model: ModelKey, event: Control | RankingRequest | Clicks, ts: int, version: str) -> Outcome:
+        """A control message, a ranking request (its served list is the prediction) or its clicks."""
+        if type(event) is Control:
+            return Outcome(event, model.control(event.action, event.experiment, ts), None, version)  # type: ignore[arg-type]
+        if type(event) is Clicks:
+            decisions = model.feedback(event.id, event.clicked, ts)
+            return Outcome(event, decisions, None, version) if decisions else _NOTHING  # type: ignore[arg-type]
+        exposure, decisions = model.serve(event.x, ts, event.id, event.session, event.source, event.numeric, event)  # type: ignore[arg-type]
+        outcome = Outcome(event, decisions, list(exposure.served), version)  # type: ignore[arg-type]
+        if self.record_predictions:
+            outcome.served = model.served_record(exposure, event.id, ts)
+        return outcome
 
     # -- state -------------------------------------------------------------------
 

@@ -7,7 +7,8 @@ rebalance and on replay. The definition is checked here, and again by the
 worker (a dead letter with the reason), and is never half-applied. ``status``
 reads the decisions topic (read_committed) and shows each experiment's latest
 state: arms, traffic, units and requests per arm, each arm's metric with its
-confidence sequence, the always-valid p-values, the sample size still needed.
+confidence sequence, the always-valid p-values, the sample size still needed; for
+an interleaving experiment the impressions, wins, losses and ties.
 """
 
 from __future__ import annotations
@@ -21,19 +22,22 @@ import orjson
 from stream_cd.cli.options import add_topic_flags, positive_float, positive_int, probability
 from stream_cd.errors import ConfigError
 from stream_cd.evaluation.definition import KINDS, UNITS, ExperimentDefinition
+from stream_cd.evaluation.interleave import CHAMPION_WINS
 from stream_cd.transport import Topics
 
 __all__ = ["register", "definition_from_args", "control_message", "latest_status"]
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser("experiment", help="start, follow and stop A/B/n tests and canary releases",
+    p = commands.add_parser("experiment", help="start, follow and stop A/B/n tests, canary releases and interleaving",
                             description=__doc__.split("\n\n")[1].replace("\n", " "))
     verbs = p.add_subparsers(dest="verb", metavar="VERB", required=True)
     start = verbs.add_parser("start", help="start an experiment on a model key",
                              description="Produce a start control message for the model key into the events topic.")
     _common(start)
-    start.add_argument("--kind", choices=KINDS, required=True, help="ab: A/B/n test; canary: a ramp of one arm")
+    start.add_argument("--kind", choices=KINDS, required=True,
+                       help="ab: A/B/n test; canary: a ramp of one arm; interleave: every ranking request is served a "
+                       "team-draft interleaving of the champion's and one arm's rankings (a key of ranking requests)")
     start.add_argument("--arm", action="append", required=True, metavar="NAME=SPEC",
                        help="an arm besides the control (the champion): a name and a model spec; repeat for A/B/n")
     start.add_argument("--weights", type=_numbers, metavar="W,W,...",
@@ -46,7 +50,8 @@ def register(commands: argparse._SubParsersAction) -> None:
                        help="minimum detectable effect in the metric, for the sample size (default: 0.02)")
     start.add_argument("--power", type=probability, default=0.8, help="power the sample size is for (default: 0.8)")
     start.add_argument("--max-sample", type=positive_int, default=200_000, metavar="N",
-                       help="A/B/n: units after which it ends with no significant difference (default: 200000)")
+                       help="A/B/n: units, interleave: impressions, after which it ends with no significant "
+                       "difference (default: 200000)")
     start.add_argument("--ramp", type=_numbers, metavar="P,P,...", help="canary: percent steps (default: 1,5,25,50,100)")
     start.add_argument("--guardrail-margin", type=positive_float, default=0.02, metavar="M",
                        help="canary: how much worse than the champion it may be and still advance (default: 0.02)")
@@ -91,10 +96,10 @@ def definition_from_args(args: argparse.Namespace) -> dict[str, Any]:
         arms.append({"name": name, "spec": spec})
     values: dict[str, Any] = {"name": args.name, "kind": args.kind, "arms": arms, "unit": args.unit,
                               "alpha": args.alpha, "mde": args.mde, "power": args.power, "learn": args.learn}
-    if args.kind == "ab":
+    if args.kind in ("ab", "interleave"):
         values["max_sample"] = args.max_sample
         if args.weights:
-            values["weights"] = args.weights
+            values["weights"] = args.weights  # refused for interleave, with the reason
     else:
         values.update(guardrail_margin=args.guardrail_margin, step_min_sample=args.step_min_sample)
         if args.ramp:
@@ -153,14 +158,17 @@ def _status(args: argparse.Namespace) -> int:
 
 def _row(key: str, name: str, d: dict[str, Any]) -> dict[str, Any]:
     e = d.get("evidence") or {}
+    reason = e.get("reason")
     ended = {"promote": "promoted", "rollback": "rolled back", "start": "running",
-             "stop": "no significant difference" if e.get("reason") == "no significant difference" else "stopped",
+             "stop": reason if reason in ("no significant difference", CHAMPION_WINS) else "stopped",
              "hold": "paused: sample ratio mismatch" if d["trigger"] == "srm" else "held: the winner forgot older data"}
     state = ended.get(d["action"]) or e.get("state") or d["action"]
     return {"model_key": key, "experiment": name, "kind": e.get("kind") or e.get("definition", {}).get("kind"),
             "state": state, "last_action": d["action"], "traffic": d.get("traffic") or e.get("traffic"),
             "units": e.get("units"), "arms": e.get("arms"), "sample_size": e.get("sample_size"),
-            "units_still_needed": e.get("units_still_needed"), "step": e.get("step"), "decision_id": d["decision_id"]}
+            "units_still_needed": e.get("units_still_needed"), "step": e.get("step"), "decision_id": d["decision_id"],
+            **({key: e.get(key) for key in ("impressions", "wins", "losses", "ties", "no_clicks", "p_value")}
+               if "impressions" in e else {})}
 
 
 def _text(row: dict[str, Any]) -> str:
@@ -177,6 +185,9 @@ def _text(row: dict[str, Any]) -> str:
         if a.get("p_value") is not None:
             text += f"  p {a['p_value']:.4g} (worse {a['p_value_worse']:.4g})"
         lines.append(text)
+    if row.get("impressions") is not None:
+        lines.append(f"  impressions {row['impressions']:,}: wins {row['wins']:,}, losses {row['losses']:,}, ties "
+                     f"{row['ties']:,}, without clicks {row['no_clicks']:,}; always-valid p {row['p_value']:.4g}")
     if row["sample_size"]:
         lines.append(f"  sample size {row['sample_size']['units']:,} units (fixed horizon "
                      f"{row['sample_size']['fixed_horizon_units']:,}); still needed {row['units_still_needed'] or 0:,}")

@@ -1,4 +1,4 @@
-"""The pipeline commands: ``worker``, ``replay``, ``decisions`` and ``generate``.
+"""The pipeline commands: ``worker``, ``replay`` and ``decisions`` (and ``generate``, from its own module).
 
 Kafka-facing work is imported from ``consumers``/``producers`` only when a
 command needs a broker, so the embedded path runs without touching Kafka.
@@ -16,6 +16,7 @@ from typing import Any, Iterator
 
 import orjson
 
+from stream_cd.cli import generate
 from stream_cd.cli.observe import add_observe_flags, observing
 from stream_cd.cli.options import (add_model_flags, add_topic_flags, config_from_args, non_negative_float,
                                    positive_float, positive_int)
@@ -33,7 +34,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     _register_worker(commands)
     _register_replay(commands)
     _register_decisions(commands)
-    _register_generate(commands)
+    generate.register(commands)
 
 
 # -- worker -------------------------------------------------------------------
@@ -225,7 +226,7 @@ def _replay(args: argparse.Namespace) -> int:
 
     events = read_events(args.file, label=args.label)
     if args.experiment:
-        events = itertools.chain(_experiment_starts(args.experiment), events)
+        events = itertools.chain(experiment_starts(args.experiment), events)
     show_progress = not args.no_progress and sys.stderr.isatty()
     if args.bootstrap:
         from producers.replay import replay_to_kafka
@@ -238,7 +239,7 @@ def _replay(args: argparse.Namespace) -> int:
     return _replay_embedded(args, events, show_progress)
 
 
-def _experiment_starts(path: str) -> list[bytes]:
+def experiment_starts(path: str) -> list[bytes]:
     """The start control messages of an experiment file, each definition checked."""
     from stream_cd.cli.experiment import control_message
     from stream_cd.evaluation.definition import ExperimentDefinition
@@ -322,74 +323,4 @@ def _decisions(args: argparse.Namespace) -> int:
             stop=stop,
         ):
             print(orjson.dumps(decision).decode(), flush=True)
-    return 0
-
-
-# -- generate -----------------------------------------------------------------
-
-
-def _register_generate(commands: argparse._SubParsersAction) -> None:
-    from stream_cd.simulate.datasets import GENERATORS
-    from stream_cd.simulate.population import DEPARTURES
-
-    p = commands.add_parser(
-        "generate",
-        help="write a synthetic or bundled event stream as JSONL",
-        description="Write events from River's generators and bundled datasets as JSONL, one event a line. "
-        "--drift-at K switches abruptly to another concept at event K.",
-    )
-    p.add_argument("name", choices=sorted([*GENERATORS, "sessions"]),
-                   help="the stream; sessions: a simulated population of users, each departing from the global pattern in their own way")
-    p.add_argument("--n", type=int, default=10_000, metavar="N", help="number of events (default: 10000)")
-    p.add_argument("--seed", type=int, default=42, metavar="S", help="random seed (default: 42)")
-    p.add_argument("--drift-at", type=int, metavar="K", help="abrupt concept change at event K")
-    p.add_argument("--key", default="default", metavar="K", help="model key of every event (default: default)")
-    p.add_argument("--out", metavar="FILE", help="write to FILE instead of stdout")
-    p.add_argument("--feedback-delay", metavar="N|MIN:MAX",
-                   help="write each labeled event as a request and, N (or MIN to MAX, uniformly) requests later, its "
-                   "feedback (id and y), as labels reach a production system; default: labeled events")
-    p.add_argument("--n-users", type=positive_int, default=1000, metavar="U", help="sessions: number of users, one session each (default: 1000)")
-    p.add_argument("--events-per-session", type=positive_int, default=30, metavar="K", help="sessions: labeled events per session (default: 30)")
-    p.add_argument("--departure", choices=DEPARTURES, help="sessions: how users depart from the global pattern: "
-                   "their base rate (bias), their feature weights (weights) or both; default: the issue-5 mix "
-                   "(base rate spread 2.0, weights 0.7, genre tastes 1.0 in logits)")
-    p.add_argument("--departure-scale", type=non_negative_float, metavar="S",
-                   help="sessions: size of each user's departure relative to the global pattern: weights move by "
-                   "S times the global weights' size, the base rate by S times the global logit's spread "
-                   "(default: 1.0; --departure defaults to both when only this is given)")
-    p.set_defaults(run=_generate)
-
-
-def _departure(args: argparse.Namespace) -> dict[str, Any]:
-    """The population options of ``--departure`` and ``--departure-scale`` (none: the default mix)."""
-    if args.departure is None and args.departure_scale is None:
-        return {}
-    scale = 1.0 if args.departure_scale is None else args.departure_scale
-    return {"departure": args.departure or "both", "departure_scale": scale}
-
-
-def _generate(args: argparse.Namespace) -> int:
-    from stream_cd.simulate.datasets import generate
-
-    if args.name == "sessions":
-        from stream_cd.simulate.population import sessions_population
-
-        events = sessions_population(args.n_users, args.events_per_session, args.seed, key=args.key,
-                                     **_departure(args))
-    else:
-        events = generate(args.name, args.n, args.seed, args.drift_at, args.key)
-    if args.feedback_delay:
-        from stream_cd.simulate.feedback import delayed_feedback, parse_delay
-
-        low, high = parse_delay(args.feedback_delay)
-        events = delayed_feedback(events, low, high, seed=args.seed)
-    out = open(args.out, "wb") if args.out else sys.stdout.buffer
-    try:
-        for event in events:
-            out.write(orjson.dumps(event) + b"\n")
-    finally:
-        if args.out:
-            out.close()
-        else:
-            out.flush()
     return 0

@@ -9,7 +9,9 @@ key's stream on every worker, after a rebalance and on replay::
     {"key": "shop", "control": "stop", "experiment": {"name": "ab-7"}}
 
 The champion is the control, arm ``control``; ``weights`` (A/B/n) give the
-control's share first, then each arm's. A definition that is not valid is
+control's share first, then each arm's. An ``interleave`` experiment (on a key of
+ranking requests) has one arm, whose rankings are team-drafted with the
+champion's on every request (:mod:`stream_cd.evaluation.interleave`). A definition that is not valid is
 refused whole with a reason naming the bad value, at the command and again by
 the worker (a dead letter), and nothing of it is applied.
 
@@ -35,7 +37,7 @@ from stream_cd.learning.specs import ModelSpec
 
 __all__ = ["ExperimentDefinition", "KINDS", "UNITS", "CONTROL"]
 
-KINDS = ("ab", "canary")
+KINDS = ("ab", "canary", "interleave")
 UNITS = ("user", "session", "request")
 CONTROL = "control"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -48,9 +50,10 @@ class ExperimentDefinition:
     Parameters
     ----------
     name, kind
-        A name unique within the model key; ``ab`` (A/B/n) or ``canary``.
+        A name unique within the model key; ``ab`` (A/B/n), ``canary`` or ``interleave``.
     arms
-        ``(name, spec)`` of each arm besides the control (the champion). A canary has one.
+        ``(name, spec)`` of each arm besides the control (the champion). A canary and an
+        interleaving experiment have one.
     weights
         A/B/n: the control's share, then each arm's (default equal).
     unit
@@ -59,7 +62,8 @@ class ExperimentDefinition:
         The tests' family-wise level; the minimum detectable effect (in the metric: accuracy
         points, or absolute error) and the power the sample size at start is computed for.
     max_sample
-        Units after which an A/B test without a significant result ends with "no significant difference".
+        Units (A/B/n), or impressions (interleave), after which an experiment without a significant
+        result ends with "no significant difference".
     ramp, guardrail_margin, step_min_sample
         Canary: the shares in percent it steps through; how much worse than the champion it may be
         and still advance; requests of the canary at a step before it may advance.
@@ -104,6 +108,12 @@ class ExperimentDefinition:
         arms = _arms(name, values.get("arms"))
         if kind == "canary" and len(arms) != 1:
             raise ConfigError(f"experiment {name!r}: a canary has exactly one arm, not {len(arms)}")
+        if kind == "interleave" and len(arms) != 1:
+            raise ConfigError(f"experiment {name!r}: an interleaving experiment has exactly one arm, not {len(arms)}: "
+                              "team-draft interleaving compares the champion with one challenger")
+        if kind == "interleave" and values.get("weights"):
+            raise ConfigError(f"experiment {name!r}: weights are for A/B/n tests; an interleaving experiment shows "
+                              "both rankers in every list")
         settings = {k: values[k] for k in known & set(values) if k not in ("name", "kind", "arms")}
         for key in ("weights", "ramp"):
             if key in settings:

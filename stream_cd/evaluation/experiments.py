@@ -2,7 +2,8 @@
 
 Started by a ``start`` control message and ended by a verdict (a winner, a
 rollback, no significant difference) or a ``stop``. It routes each unit to
-an arm (:meth:`RunningExperiment.route`) and holds the arms besides the
+an arm (:meth:`RunningExperiment.route`; an interleaving experiment routes no
+unit: every ranking request shows both) and holds the arms besides the
 control; the control is the key's champion.
 
 >>> from stream_cd.evaluation.definition import ExperimentDefinition
@@ -20,6 +21,7 @@ from typing import Any
 from stream_cd.evaluation.abtest import ABExperiment
 from stream_cd.evaluation.canary import CanaryExperiment
 from stream_cd.evaluation.definition import CONTROL, ExperimentDefinition
+from stream_cd.evaluation.interleave import InterleaveExperiment
 from stream_cd.learning.arms import Arm
 from stream_cd.learning.specs import ModelSpec
 from stream_cd.learning.versions import Version, VersionBook
@@ -41,9 +43,13 @@ class RunningExperiment:
                 spec.check_task(task)
         self.arms = {name: Arm(name, spec, book.birth(spec.name, "experiment", events_seen, parent=parent))
                      for name, spec in specs.items()}
-        self.test: ABExperiment | CanaryExperiment = (
-            ABExperiment(definition, baseline, sd, report_every) if definition.kind == "ab"
-            else CanaryExperiment(definition, report_every))
+        self.test: ABExperiment | CanaryExperiment | InterleaveExperiment
+        if definition.kind == "ab":
+            self.test = ABExperiment(definition, baseline, sd, report_every)
+        elif definition.kind == "canary":
+            self.test = CanaryExperiment(definition, report_every)
+        else:
+            self.test = InterleaveExperiment(definition, report_every)
 
     @property
     def epoch(self) -> int:

@@ -147,8 +147,9 @@ class Policy:
         if action == "hold":  # a sample-ratio mismatch: paused, the control serves everyone
             return [roles.decide("hold", "srm", ts, evidence)]
         decision = roles.decide(action, "experiment", ts, evidence)
-        if action in ("rollback", "stop"):
-            roles.end_experiment({**evidence, "state": "rolled back" if action == "rollback" else "no significant difference"})
+        if action in ("rollback", "stop"):  # a stop says why: no significant difference, or the champion won
+            roles.end_experiment({**evidence, "state": "rolled back" if action == "rollback"
+                                  else evidence.get("reason", "no significant difference")})
         return [decision]
 
     def arm_failed(self, roles: Roles, arm: Arm, reason: str, ts: int) -> Decision:

@@ -41,9 +41,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from stream_cd.evaluation.sequential import MeanDifferenceTest, normal_mixture_radius
+import numpy as np
 
-__all__ = ["TwoSampleTest", "holm"]
+from stream_cd.evaluation.sequential import MeanDifferenceTest, normal_mixture_log_lr, normal_mixture_radius
+
+__all__ = ["TwoSampleTest", "first_decision", "holm"]
 
 
 class TwoSampleTest:
@@ -101,6 +103,35 @@ class TwoSampleTest:
         return {"test": "ipw-asymptotic-cs", "requests": e["pairs"], "difference": e["mean_difference"],
                 "ci": e["ci"], "p_value": e["p_value"], "p_value_worse": e["p_value_worse"],
                 "alpha": self.alpha, "control": control, "arm": arm}
+
+
+def first_decision(rewards: np.ndarray, in_arm: np.ndarray, share: float, alpha: float = 0.05,
+                   t_star: float = 20_000, min_sample: int = 100) -> tuple[int, int]:
+    """Where :class:`TwoSampleTest` fed ``rewards`` in order first decides, and which way:
+    ``(index, +1 or -1)``, or ``(-1, 0)``. The same test on a whole path at once, with
+    numpy, for simulations (a test checks it against :class:`TwoSampleTest`).
+
+    >>> rng = np.random.default_rng(4)
+    >>> in_arm = rng.random(20_000) < 0.5
+    >>> rewards = (rng.random(20_000) < np.where(in_arm, 0.85, 0.80)).astype(float)
+    >>> first_decision(rewards, in_arm, 0.5)
+    (2394, 1)
+    """
+    rewards = np.asarray(rewards, dtype=float)
+    n = np.arange(1, rewards.size + 1, dtype=float)
+    before = np.concatenate(([0.0], np.cumsum(rewards)[:-1]))
+    baseline = np.where(n > 1, before / np.maximum(n - 1, 1), 0.0)
+    phi = np.where(in_arm, (rewards - baseline) / share, (baseline - rewards) / (1.0 - share))
+    mean = np.cumsum(phi) / n
+    m2 = np.cumsum(phi * phi) - n * mean * mean
+    rho2 = MeanDifferenceTest(alpha, t_star, min_sample).rho2
+    ok = (n >= min_sample) & (m2 > 1e-12 * n)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_lr = np.where(ok, normal_mixture_log_lr(n, mean, m2 / n, rho2), -np.inf)
+    hits = np.flatnonzero(log_lr > -math.log(alpha))
+    if not hits.size:
+        return -1, 0
+    return int(hits[0]), 1 if mean[hits[0]] > 0 else -1
 
 
 def holm(p_values: dict[str, float], alpha: float) -> list[str]:

@@ -55,3 +55,15 @@ def region_memory_noisy() -> RegionMemory:
 
 def region_memory_exact() -> RegionMemory:
     return RegionMemory(0.0)
+
+
+def _item_features(x: dict) -> dict:
+    return {name: value for name, value in x.items() if name.startswith("i_")}
+
+
+def item_only_ranker():
+    """A logreg ranker that sees only the items' own features (``i_``): it can learn which items
+    are good, not which suit the query."""
+    from river import compose, linear_model, preprocessing
+
+    return compose.FuncTransformer(_item_features) | preprocessing.StandardScaler() | linear_model.LogisticRegression()
