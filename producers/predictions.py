@@ -46,7 +46,6 @@ class PredictionPublisher:
         self.topic = topic
         self._failures: list[BaseException] = []
         self._lock = threading.Lock()
-        self.published = 0
         try:
             self._producer = KafkaProducer(
                 bootstrap_servers=bootstrap, client_id=client_id, acks="all", enable_idempotence=True,
@@ -62,7 +61,6 @@ class PredictionPublisher:
         except KafkaError as err:
             raise TransportError(f"publishing a prediction to {self.topic!r} failed: {err}") from err
         future.add_errback(self._failed)
-        self.published += 1
 
     def _failed(self, err: BaseException) -> None:  # on the producer's I/O thread
         with self._lock:

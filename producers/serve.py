@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import logging
 import signal
 import uuid
 from collections.abc import Awaitable, Callable
@@ -48,8 +47,6 @@ from stream_cd.events import DEFAULT_MAX_EVENT_BYTES, decode_event
 from stream_cd.transport import Topics
 
 __all__ = ["ServeSettings", "Waiting", "make_app", "serve", "DEFAULT_TIMEOUT_S"]
-
-log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 5.0
 Send = Callable[[str, bytes, bytes], Awaitable[None]]
@@ -211,9 +208,10 @@ def make_app(settings: ServeSettings, send: Send, waiting: Waiting, healthy: Cal
             if ident in waiting:
                 raise _Refused(409, f"request id {ident!r} is already waiting for its prediction here", id=ident)
         answers = [waiting.expect(ident) for ident, _, _ in requests]
+        sends = []  # held while they fly: the loop keeps only weak references to tasks
         try:
             for ident, key, raw in requests:
-                sent = asyncio.ensure_future(send(topics.events, key.encode(), raw))
+                sends.append(sent := asyncio.ensure_future(send(topics.events, key.encode(), raw)))
                 sent.add_done_callback(lambda f, ident=ident: _failed(waiting, ident, f))
             await asyncio.wait(answers, timeout=timeout)
         finally:  # a client that went away, or the requests that had no answer in time
