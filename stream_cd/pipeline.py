@@ -2,7 +2,7 @@
 
 Transport-free: the worker loop hands it each message's bytes with its
 partition and offset, and takes back an :class:`Outcome`. One
-:class:`~stream_cd.model_key.ModelSlot` per model key; one :class:`PartitionState`
+:class:`~stream_cd.model_key.ModelKey` per model key; one :class:`PartitionState`
 per source partition, with the partition's counts and next offset.
 
 Offsets make processing idempotent: a message at an offset a model key (or
