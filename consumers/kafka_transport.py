@@ -54,15 +54,20 @@ log = logging.getLogger(__name__)
 
 
 COMMIT_TIMEOUT_S = 60.0
-# With a fetch process: how often the group member polls once settled. A rebalance the
-# group starts is seen sooner (the heartbeat thread flags it, and the next poll waits);
-# this only bounds how late a change seen in metadata alone (more partitions) is noticed,
-# which kafka-python refreshes every 5 minutes anyway, and keeps inside the group's
-# max.poll.interval (5 minutes). Such a poll usually takes 1-2 ms, but on a busy machine
-# now and then 100-250 ms (it hands work to kafka-python's network thread and waits for
-# it), and every request fetched meanwhile waits too: once a second, that was the
-# worker's whole latency tail at 1,000 requests/s; every 10 s, still 1-2 % of requests.
+# With a fetch process: how often the group member polls once settled, while batches
+# come. A rebalance the group starts is seen sooner (the heartbeat thread flags it, and
+# the next poll waits); this only bounds how late a change seen in metadata alone (more
+# partitions) is noticed, which kafka-python refreshes every 5 minutes anyway, and keeps
+# inside the group's max.poll.interval (5 minutes). Such a poll usually takes 1-2 ms, but
+# on a busy machine now and then 100-250 ms (it hands work to kafka-python's network
+# thread and waits for it), and every request fetched meanwhile waits too: once a second,
+# that was the worker's whole latency tail at 1,000 requests/s; every 10 s, still 1-2 %
+# of requests.
 MEMBERSHIP_POLL_S = 60.0
+# With nothing fetched for this long, the member polls this often: a poll is what shows
+# that the broker went away (then the worker starts over with new clients), and an idle
+# worker has no request to delay.
+IDLE_MEMBERSHIP_POLL_S = 1.0
 
 
 # kafka-python's sender waits this long when a step of a transaction is queued from the
@@ -167,6 +172,7 @@ class KafkaTransport:
         self._fetcher: Fetcher | None = None
         self._positions: dict[int, int] = {}  # with a fetch process: next offset to commit, per partition
         self._membership_polled = 0.0
+        self._last_batch = 0.0  # when the fetch process last handed over a batch
         self._consumer_config = {
             "bootstrap_servers": bootstrap,
             "group_id": group,
@@ -295,6 +301,7 @@ class KafkaTransport:
             batch = self._fetcher.take(max_records, min(0.1, max(0.0, deadline - time.monotonic())))  # type: ignore[union-attr]
             if batch is not None:
                 self._positions[batch.partition] = batch.offsets[-1] + 1
+                self._last_batch = time.monotonic()
                 return batch
             if time.monotonic() >= deadline:
                 return ()
@@ -305,17 +312,20 @@ class KafkaTransport:
 
         kafka-python moves a join on only while poll waits, so it waits while the group is
         unsettled; once settled, a poll without waiting every ``MEMBERSHIP_POLL_S`` is enough
-        (each costs one to two milliseconds: every 0.1 s, that was 1-2 % of the worker's time).
+        while batches come (each costs one to two milliseconds: every 0.1 s, that was 1-2 % of
+        the worker's time), and every ``IDLE_MEMBERSHIP_POLL_S`` when none has come for that long.
         A settled poll that is due waits for a moment with no batch waiting (for at most
-        another ``MEMBERSHIP_POLL_S``, still inside max.poll.interval), and for an at-least-once commit in flight, which uses
-        the consumer, to land: the worker never stops serving to wait for either.
+        another ``MEMBERSHIP_POLL_S``, still inside max.poll.interval), and for an
+        at-least-once commit in flight, which uses the consumer, to land: the worker never
+        stops serving to wait for either.
         """
         coordinator = getattr(self.consumer, "_coordinator", None)
         settled = bool(self.consumer.assignment()) and coordinator is not None and not coordinator.need_rejoin()
         now = time.monotonic()
         if settled:
             since = now - self._membership_polled
-            if since < MEMBERSHIP_POLL_S:
+            idle = now - self._last_batch >= IDLE_MEMBERSHIP_POLL_S
+            if since < (IDLE_MEMBERSHIP_POLL_S if idle else MEMBERSHIP_POLL_S):
                 return
             if self._landing is not None and not self._landing[0].done() and not self.transactional:
                 return

@@ -251,7 +251,8 @@ def test_the_worker_rides_out_a_broker_restart(tmp_path, topic_prefix, stream, p
         group = f"{prefix}.workers"
         _fill(bootstrap, prefix, stream)
         # idle-exit outlasts the outage: a worker holding partitions with nothing new would stop
-        worker = start_worker(bootstrap, prefix, *FLAGS, "--worker-id", "w1", "--idle-exit", "25")
+        # (on a busy machine the broker's restart alone can take 20 s)
+        worker = start_worker(bootstrap, prefix, *FLAGS, "--worker-id", "w1", "--idle-exit", "45")
         wait_committed(bootstrap, group, 15_000, worker)
         broker.stop()
         time.sleep(10)
