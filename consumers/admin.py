@@ -22,7 +22,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from stream_cd.errors import ConfigError, TransportError
 
-__all__ = ["TopicSpec", "broker_cluster_id", "admin_client", "ensure_topics"]
+__all__ = ["TopicSpec", "broker_cluster_id", "admin_client", "ensure_topics", "partition_count"]
 
 
 @dataclass(frozen=True)
@@ -31,13 +31,18 @@ class TopicSpec:
 
     ``check=True`` makes :func:`ensure_topics` verify an already existing topic
     (same partition count, and every key of ``config`` set to the same value)
-    instead of accepting it as it is.
+    instead of accepting it as it is. ``grow=True`` asks for at least ``partitions``
+    instead: an existing topic with fewer gets partitions added. The keys of
+    ``at_least`` are checked as lower bounds (an existing topic that takes larger
+    messages is fine).
     """
 
     name: str
     partitions: int = 1
     config: dict[str, str] = field(default_factory=dict)
     check: bool = False
+    grow: bool = False
+    at_least: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -159,15 +164,33 @@ def _check(client: KafkaAdminClient, specs: list[TopicSpec]) -> None:
     configs = _topic_configs(client, [s.name for s in specs])
     for spec in specs:
         partitions = len(described.get(spec.name, {}).get("partitions") or [])
-        if partitions != spec.partitions:
+        if spec.grow and partitions < spec.partitions:
+            client.create_partitions({spec.name: spec.partitions})
+            logging.getLogger(__name__).warning("topic %r had %d partitions; it now has %d", spec.name, partitions,
+                                                spec.partitions)
+        elif not spec.grow and partitions != spec.partitions:
             raise ConfigError(
                 f"topic {spec.name!r} exists with {partitions} partitions, not the {spec.partitions} needed; "
                 f"delete it or use another topic prefix"
             )
         for key, want in spec.config.items():
             have = configs[spec.name].get(key)
+            if key in spec.at_least and have is not None and have.isdigit() and int(have) >= int(want):
+                continue
             if have != str(want):
                 raise ConfigError(
                     f"topic {spec.name!r} exists with {key}={have}, not {key}={want}; "
                     f"alter it (kafka-configs --alter) or use another topic prefix"
                 )
+
+
+def partition_count(bootstrap: str, topic: str, timeout_s: float = 30.0) -> int | None:
+    """How many partitions ``topic`` has; None when it does not exist."""
+    with admin_client(bootstrap, timeout_s) as client:
+        try:
+            if topic not in set(client.list_topics()):
+                return None
+            described = client.describe_topics([topic])
+        except KafkaError as err:
+            raise TransportError(f"describing topic {topic!r} on {bootstrap} failed: {err}") from err
+    return len(described[0].get("partitions") or []) or None

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from kafka import KafkaConsumer, TopicPartition
 
 from stream_cd.errors import StateError
+from stream_cd.state.records import parse_store_key
 
 __all__ = ["PARTITIONS_HEADER", "MAX_CHECKPOINT_BYTES", "committed_records", "read_checkpoints"]
 
@@ -27,13 +28,19 @@ def committed_reader(bootstrap: str, client_id: str, **options) -> KafkaConsumer
     )
 
 
-def committed_records(bootstrap: str, topic: str, timeout_s: float = 60.0) -> Iterator:
-    """Every committed record of ``topic`` from its start to its end at the time of the call."""
+def committed_records(bootstrap: str, topic: str, timeout_s: float = 60.0,
+                      partitions: Iterable[int] | None = None) -> Iterator:
+    """Every committed record of ``topic`` (of its ``partitions`` only, when given) from its
+    start to its end at the time of the call; each partition's in the order written."""
     consumer = committed_reader(
         bootstrap, "stream-cd-restore", max_partition_fetch_bytes=MAX_CHECKPOINT_BYTES, fetch_max_bytes=MAX_CHECKPOINT_BYTES
     )
     try:
         parts = consumer.partitions_for_topic(topic)
+        if not parts:
+            return
+        if partitions is not None:
+            parts = set(parts) & set(partitions)
         if not parts:
             return
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
@@ -57,20 +64,23 @@ def covered_partitions(record) -> set[int]:
     return {int(p) for p in header.decode().split(",") if p}
 
 
-def read_checkpoints(bootstrap: str, topic: str, timeout_s: float = 60.0) -> dict[str, tuple[set[int], list[tuple[int, bytes]]]]:
-    """Per key: the partitions any of its versions covers, and every stored version
-    (offset, blob), oldest first. A tombstone (null value) deletes the versions before it.
-
-    The partitions header is unsigned, so it only narrows what is read; a version
-    without one still counts for the partitions its key's other versions cover.
+def read_checkpoints(bootstrap: str, topic: str, timeout_s: float = 60.0,
+                     partitions: Iterable[int] | None = None) -> dict[str, list[tuple[int, int, bytes]]]:
+    """Per state record, every stored version still there as (offset, ring slot, blob),
+    oldest first: what ``stream-cd checkpoints`` lists and tests inspect (a worker's
+    restore keeps only the newest good one, :func:`stream_cd.state.newest.newest_versions`).
+    A tombstone deletes the versions of its slot before it; keys of another layout
+    are left out.
     """
-    found: dict[str, tuple[set[int], list[tuple[int, bytes]]]] = {}
-    for record in committed_records(bootstrap, topic, timeout_s):
-        key = record.key.decode() if record.key else ""
-        if record.value is None:
-            found.pop(key, None)
+    found: dict[str, list[tuple[int, int, bytes]]] = {}
+    for record in committed_records(bootstrap, topic, timeout_s, partitions):
+        parsed = parse_store_key(record.key.decode() if record.key else "")
+        if parsed is None:
             continue
-        covered, versions = found.get(key, (set(), []))
-        versions.append((record.offset, record.value))
-        found[key] = (covered | covered_partitions(record), versions)
-    return found
+        name, slot = parsed
+        versions = found.setdefault(name, [])
+        if record.value is None:
+            versions[:] = [v for v in versions if v[1] != slot]
+        else:
+            versions.append((record.offset, slot, record.value))
+    return {name: versions for name, versions in found.items() if versions}

@@ -35,17 +35,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from consumers.checkpoints import MAX_CHECKPOINT_BYTES, PARTITIONS_HEADER, read_checkpoints
+from consumers.admin import TopicSpec, ensure_topics
+from consumers.checkpoints import MAX_CHECKPOINT_BYTES, PARTITIONS_HEADER, committed_records
 from consumers.fetcher import Fetcher
 from stream_cd.errors import StateError, TransportError
 from stream_cd.events import DEFAULT_MAX_EVENT_BYTES
+from stream_cd.state.newest import Opener, Version, newest_versions
 from stream_cd.transport import Checkpoint, Message
 
 __all__ = ["KafkaTransport"]
@@ -171,6 +173,8 @@ class KafkaTransport:
         self._fetch_options = {"max_records": max_poll_records, "max_event_bytes": max_event_bytes} if fetch_process else None
         self._fetcher: Fetcher | None = None
         self._positions: dict[int, int] = {}  # with a fetch process: next offset to commit, per partition
+        self._floors: dict[int, int] = {}  # partition -> its committed offset when last read: never commit below it
+        self.restore_bytes_read = 0
         self._membership_polled = 0.0
         self._last_batch = 0.0  # when the fetch process last handed over a batch
         self._consumer_config = {
@@ -411,9 +415,10 @@ class KafkaTransport:
             self._before_commit()
         self._begin()
         for cp in checkpoints:
-            header = ",".join(map(str, cp.partitions)).encode()
-            self.producer.send(self.checkpoints_topic, key=cp.key.encode(), value=cp.blob,
-                               headers=[(PARTITIONS_HEADER, header)])
+            header = [(PARTITIONS_HEADER, ",".join(map(str, cp.partitions)).encode())]
+            for partition in cp.partitions:  # beside the state of each source partition it covers
+                self.producer.send(self.checkpoints_topic, key=cp.key.encode(), value=cp.blob, headers=header,
+                                   partition=partition)
         if offsets:
             self.producer.send_offsets_to_transaction(offsets, metadata)
         self.producer.commit_transaction()
@@ -447,24 +452,51 @@ class KafkaTransport:
             log.warning("%s", err)
 
     def _offsets(self) -> dict[TopicPartition, OffsetAndMetadata]:
-        """The next offset of every held partition, to commit."""
+        """The next offset of every held partition, to commit; never below the committed offset
+        read last (a restore replays from before it, and the group's offset stays where the
+        committed state is)."""
+        floors = self._floors
         if self._fetcher is None:
-            return {tp: OffsetAndMetadata(self.consumer.position(tp), "", -1) for tp in self.consumer.assignment()}
+            return {tp: OffsetAndMetadata(max(self.consumer.position(tp), floors.get(tp.partition, 0)), "", -1)
+                    for tp in self.consumer.assignment()}
         held = {tp.partition for tp in self.consumer.assignment() if tp.topic == self.topic}
         return {
-            TopicPartition(self.topic, p): OffsetAndMetadata(offset, "", -1)
+            TopicPartition(self.topic, p): OffsetAndMetadata(max(offset, floors.get(p, 0)), "", -1)
             for p, offset in self._positions.items()
             if p in held
         }
 
-    def load_checkpoints(self, partitions: Sequence[int]) -> dict[str, list[tuple[int, bytes]]]:
+    def load_checkpoints(self, partitions: Sequence[int], opener: Opener,
+                         older: Mapping[str, int] | None = None) -> dict[str, Version]:
+        """Read the checkpoints partitions of ``partitions`` (the state of a source partition
+        is stored in the checkpoints partition of the same number), and nothing else."""
         self._land()
-        wanted = set(partitions)
+        self._make_room(partitions)
         try:
-            found = read_checkpoints(self.bootstrap, self.checkpoints_topic)
+            records = committed_records(self.bootstrap, self.checkpoints_topic, partitions=partitions)
+            stream = ((r.key.decode() if r.key else "", r.offset, r.value) for r in self._counted(records))
+            return newest_versions(stream, opener, older)
         except (KafkaError, StateError) as err:
             raise TransportError(f"reading checkpoints from {self.checkpoints_topic!r} failed: {err}") from err
-        return {key: versions for key, (covered, versions) in found.items() if covered & wanted}
+
+    def _make_room(self, partitions: Sequence[int]) -> None:
+        """The events topic has grown past the checkpoints topic: add partitions to it, and
+        start over with new clients (this producer knows only the partitions it had)."""
+        try:
+            have = len(self.producer.partitions_for(self.checkpoints_topic) or ())
+        except KafkaError as err:
+            raise TransportError(f"no metadata for {self.checkpoints_topic!r}: {err}") from err
+        need = max(partitions, default=-1) + 1
+        if need <= have:
+            return
+        ensure_topics(self.bootstrap, [TopicSpec(self.checkpoints_topic, partitions=need, check=True, grow=True)])
+        raise TransportError(f"the checkpoints topic {self.checkpoints_topic!r} had {have} partitions, fewer than the "
+                             f"events topic's {need}; it now has {need}, and the worker starts over with new clients")
+
+    def _counted(self, records):
+        for record in records:
+            self.restore_bytes_read += len(record.value or b"") + len(record.key or b"")
+            yield record
 
     def rebalance_events(self) -> list[tuple[str, list[int]]]:
         events, self._listener.events = self._listener.events, []
@@ -499,9 +531,12 @@ class KafkaTransport:
     def committed_offset(self, partition: int) -> int | None:
         self._land()
         try:
-            return self.consumer.committed(TopicPartition(self.topic, partition))
+            committed = self.consumer.committed(TopicPartition(self.topic, partition))
         except KafkaError as err:
             raise TransportError(f"reading the committed offset of partition {partition} failed: {err}") from err
+        if committed is not None:
+            self._floors[partition] = max(committed, self._floors.get(partition, 0))
+        return committed
 
     def seek_committed(self, partition: int) -> None:
         tp = TopicPartition(self.topic, partition)

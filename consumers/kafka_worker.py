@@ -6,26 +6,41 @@ import gc
 import threading
 from collections.abc import Callable
 
-from consumers.admin import TopicSpec, ensure_topics
-from consumers.checkpoints import MAX_CHECKPOINT_BYTES
+from consumers.admin import TopicSpec, ensure_topics, partition_count
 from consumers.kafka_transport import COMMIT_TIMEOUT_S, KafkaTransport
 from producers.predictions import PredictionPublisher
 from stream_cd.pipeline import Pipeline
 from stream_cd.transport import Topics
-from stream_cd.worker import Worker, WorkerStats
+from stream_cd.worker import DEFAULT_MAX_SNAPSHOT_BYTES, Worker, WorkerStats
 
 __all__ = ["run_kafka_worker", "checkpoint_topic_spec", "DEAD_LETTER_MAX_BYTES"]
 
 DEAD_LETTER_MAX_BYTES = 8 * 1024 * 1024
+SNAPSHOT_OVERHEAD_BYTES = 1024 * 1024  # room for the record's key, headers and batch framing
 
 
-def checkpoint_topic_spec(name: str) -> TopicSpec:
-    """The compacted state topic; an existing one with another cleanup policy is an error."""
+def checkpoint_topic_spec(name: str, partitions: int = 1, max_snapshot_bytes: int = DEFAULT_MAX_SNAPSHOT_BYTES) -> TopicSpec:
+    """The compacted state topic, with at least as many partitions as the events topic
+    (the state of source partition p is stored in its partition p, so that a restore
+    reads only the partitions it restores) and room for a snapshot of the largest size
+    written. An existing one with another cleanup policy is an error.
+
+    Its segments roll every hour, so that compaction, which never touches the segment
+    being written, removes superseded snapshots within about an hour; a restore then
+    reads little more than the newest versions.
+
+    >>> spec = checkpoint_topic_spec("shop.checkpoints", partitions=8)
+    >>> spec.partitions, spec.config["max.message.bytes"], spec.grow
+    (8, '9437184', True)
+    """
     return TopicSpec(
         name,
-        partitions=1,
-        config={"cleanup.policy": "compact", "max.message.bytes": str(MAX_CHECKPOINT_BYTES)},
+        partitions=partitions,
+        config={"cleanup.policy": "compact", "max.message.bytes": str(max_snapshot_bytes + SNAPSHOT_OVERHEAD_BYTES),
+                "segment.ms": str(3_600_000)},
         check=True,
+        grow=True,
+        at_least=("max.message.bytes", "segment.ms"),
     )
 
 
@@ -62,7 +77,9 @@ def run_kafka_worker(
     if publish_predictions:
         specs.append(TopicSpec(topics.predictions))
     if state_key is not None:
-        specs.append(checkpoint_topic_spec(topics.checkpoints))
+        events_partitions = partition_count(bootstrap, topics.events) or 1
+        specs.append(checkpoint_topic_spec(topics.checkpoints, events_partitions,
+                                           options.get("max_snapshot_bytes", DEFAULT_MAX_SNAPSHOT_BYTES)))
     ensure_topics(bootstrap, specs)
     publisher = None
     if publish_predictions:

@@ -35,7 +35,7 @@ import orjson
 __all__ = ["Decision", "ACTIONS", "TRIGGERS"]
 
 ACTIONS = ("promote", "keep", "drop", "retrain", "reset", "checkpoint",
-           "start", "ramp", "rollback", "hold", "stop")
+           "start", "ramp", "rollback", "hold", "stop", "unsaved")
 TRIGGERS = ("drift", "comparator", "time", "performance", "volume",
             "experiment", "forgetting", "srm", "error")
 

@@ -21,25 +21,31 @@ import itertools
 import os
 import urllib.parse
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Sequence
 
 from stream_cd.errors import StateError
+from stream_cd.state.newest import Opener, Version, newest_versions
 from stream_cd.transport import Checkpoint, Message
 
 __all__ = ["EmbeddedTransport", "DirectoryStore"]
 
 
 class DirectoryStore:
-    """Checkpoints as files, one per state record, each replaced atomically; the
-    previous version is kept beside it to fall back on.
+    """Checkpoints as files, one per store key (a ring slot of a state record), each
+    replaced atomically. Each file starts with the store's write sequence, so that
+    reading gives the versions in the order they were written, as a Kafka partition does.
 
     >>> import tempfile
-    >>> store = DirectoryStore(tempfile.mkdtemp())
-    >>> store.save([Checkpoint("shop/eu", b"v1", (0,))]); store.save([Checkpoint("shop/eu", b"v2", (0,))])
-    >>> store.load()
-    {'shop/eu': [(0, b'v1'), (1, b'v2')]}
+    >>> path = tempfile.mkdtemp()
+    >>> store = DirectoryStore(path)
+    >>> store.save([Checkpoint("s0/model:shop/eu", b"v1", (0,))]); store.save([Checkpoint("s1/model:shop/eu", b"v2", (0,))])
+    >>> list(DirectoryStore(path).records())
+    [('s0/model:shop/eu', 0, b'v1'), ('s1/model:shop/eu', 1, b'v2')]
+    >>> store.save([Checkpoint("s0/model:shop/eu", None, (0,))])  # a tombstone deletes the slot
+    >>> [key for key, _, _ in store.records()]
+    ['s1/model:shop/eu']
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -48,25 +54,25 @@ class DirectoryStore:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise StateError(f"cannot use checkpoint directory {self.path}: {err}") from None
+        self._next = 1 + max((seq for _, seq, _ in self.records()), default=-1)
 
     def _file(self, key: str) -> Path:
         return self.path / (urllib.parse.quote(key, safe="") + ".ckpt")
 
     def save(self, checkpoints: Sequence[Checkpoint]) -> None:
         """Write each record crash-safely: the new version goes to a temporary file that is
-        synced, the current one is kept as ``.prev`` by a hard link, then the new one
-        atomically replaces it; at no moment is a key left without a readable version."""
+        synced, then atomically replaces the slot's file; a tombstone removes it."""
         for cp in checkpoints:
             target = self._file(cp.key)
+            if cp.blob is None:
+                target.unlink(missing_ok=True)
+                continue
             tmp = target.with_suffix(".tmp")
             with open(tmp, "wb") as handle:
-                handle.write(cp.blob)
+                handle.write(self._next.to_bytes(8, "big") + cp.blob)
                 handle.flush()
                 os.fsync(handle.fileno())
-            prev = target.with_suffix(".prev")
-            if target.exists():
-                prev.unlink(missing_ok=True)
-                os.link(target, prev)
+            self._next += 1
             os.replace(tmp, target)
         if checkpoints:
             directory = os.open(self.path, os.O_RDONLY)
@@ -75,17 +81,14 @@ class DirectoryStore:
             finally:
                 os.close(directory)
 
-    def load(self) -> dict[str, list[tuple[int, bytes]]]:
-        found: dict[str, list[tuple[int, bytes]]] = {}
-        stems = {f.stem for f in self.path.glob("*.ckpt")} | {f.stem for f in self.path.glob("*.prev")}
-        for stem in sorted(stems):
-            versions = []
-            for suffix in (".prev", ".ckpt"):
-                file = self.path / (stem + suffix)
-                if file.exists():
-                    versions.append((len(versions), file.read_bytes()))
-            found[urllib.parse.unquote(stem)] = versions
-        return found
+    def records(self) -> Iterator[tuple[str, int, bytes]]:
+        """``(store key, sequence, blob)`` of every stored version, oldest first."""
+        found = []
+        for file in self.path.glob("*.ckpt"):
+            data = file.read_bytes()
+            found.append((int.from_bytes(data[:8], "big"), urllib.parse.unquote(file.stem), data[8:]))
+        for seq, key, blob in sorted(found):
+            yield key, seq, blob
 
 
 class EmbeddedTransport:
@@ -165,8 +168,9 @@ class EmbeddedTransport:
     def seek_committed(self, partition: int) -> None:
         self.seek(partition, self.committed)
 
-    def load_checkpoints(self, partitions: Sequence[int]) -> dict[str, list[tuple[int, bytes]]]:
-        return self.store.load() if self.store is not None else {}
+    def load_checkpoints(self, partitions: Sequence[int], opener: Opener,
+                         older: Mapping[str, int] | None = None) -> dict[str, Version]:
+        return newest_versions(self.store.records(), opener, older) if self.store is not None else {}
 
     def seek(self, partition: int, offset: int) -> None:
         """Resume at ``offset``: forward by skipping input, back no further than the last commit."""

@@ -19,15 +19,16 @@ True
 True
 >>> p.summary()["events"], p.summary()["invalid"], p.summary()["models"]["a"]["learned"]
 (3, 1, 1)
->>> sorted(key for key, _, _ in p.take_checkpoints())
-['model:a', 'partition:0']
+>>> [(key, slot) for key, _, _, slot in p.take_snapshots(force=True) + p.take_partition_records()]
+[('model:a', 0), ('partition:0', 0)]
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from itertools import repeat
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from stream_cd.config import PipelineConfig
@@ -35,31 +36,12 @@ from stream_cd.decisions import Decision
 from stream_cd.errors import InvalidEvent, StateError
 from stream_cd.events import Clicks, Control, Event, RankingRequest, decode_event
 from stream_cd.model_key import ModelKey
+from stream_cd.state.records import model_key_of_record, partition_of_record, record_key
+from stream_cd.state.schedule import SnapshotSchedule
 
-__all__ = ["Outcome", "PartitionState", "Pipeline", "learned", "record_key", "model_key_of_record"]
+__all__ = ["Outcome", "PartitionState", "Pipeline", "StateRecord", "learned", "record_key", "model_key_of_record"]
 
-_MODEL_PREFIX = "model:"
-_PARTITION_PREFIX = "partition:"
-
-
-def record_key(model_key: str | None = None, partition: int | None = None) -> str:
-    """The state-store key of a model key's record or of a partition's record; the two
-    namespaces never meet, whatever a model key is called.
-
-    >>> record_key("shop"), record_key("partition:0"), record_key(partition=3)
-    ('model:shop', 'model:partition:0', 'partition:3')
-    """
-    return f"{_MODEL_PREFIX}{model_key}" if partition is None else f"{_PARTITION_PREFIX}{partition}"
-
-
-def model_key_of_record(key: str) -> str | None:
-    """The model key a state-store key names, or None for a partition record.
-
-    >>> model_key_of_record("model:partition:0"), model_key_of_record("partition:0")
-    ('partition:0', None)
-    """
-    return key[len(_MODEL_PREFIX) :] if key.startswith(_MODEL_PREFIX) else None
-
+StateRecord = tuple[str, Any, tuple[int, ...], int]  # (record key, state, source partitions, ring slot)
 
 @dataclass(slots=True)
 class Outcome:
@@ -90,11 +72,14 @@ def learned(outcome: Outcome) -> bool:
 
 @dataclass
 class PartitionState:
-    """Counts of one source partition and the next offset it will take in."""
+    """Counts of one source partition, the next offset it will take in, and (as last
+    recorded) where a restore must start replaying it: the first event of a model key
+    not yet in a snapshot (:mod:`stream_cd.state.schedule`)."""
 
     next_offset: int = 0
     events: int = 0
     invalid: int = 0
+    replay_from: int = 0
 
 
 _SKIPPED = Outcome(skipped=True)
@@ -104,13 +89,16 @@ _NOTHING = Outcome()  # shared, never changed: a labeled event that decided noth
 class Pipeline:
     """Validates events and routes them to their model key."""
 
-    def __init__(self, config: PipelineConfig | None = None, record_predictions: bool = False) -> None:
+    def __init__(self, config: PipelineConfig | None = None, record_predictions: bool = False,
+                 snapshots: SnapshotSchedule | None = None) -> None:
         self.config = config or PipelineConfig()
         self.record_predictions = record_predictions
         self.models: dict[str, ModelKey] = {}
         self.partitions: dict[int, PartitionState] = {}
-        self._dirty_keys: set[str] = set()
+        self.snapshots = snapshots or SnapshotSchedule()
+        self._pending = self.snapshots.pending
         self._dirty_partitions: set[int] = set()
+        self._replay_moved = False  # a snapshot was taken: the replay points may have moved
 
     # -- processing ------------------------------------------------------------
 
@@ -150,6 +138,8 @@ class Pipeline:
             offset = part.next_offset
         elif offset < part.next_offset:
             return self._replayed(event, ts, partition, offset)
+        if self.snapshots.floors:
+            self.snapshots.floors.pop(partition, None)  # past its committed position: its replay is over
         part.next_offset = offset + 1
         part.events += 1
         self._dirty_partitions.add(partition)
@@ -190,16 +180,27 @@ class Pipeline:
         return results
 
     def _replayed(self, event: Event | InvalidEvent, ts: int, partition: int, offset: int) -> Outcome:
-        """A message before the partition's position: only a key restored from an older state takes it."""
+        """A message before the partition's committed position, read again by a restore.
+
+        The model keys whose snapshots do not hold it yet take it in (a key born after
+        its partition's replay point has no snapshot, and is made here), the others
+        skip it. Whatever it decided, served or rejected was committed when it was
+        first read, so nothing of it is sent again: the outcome is always skipped.
+
+        >>> p = Pipeline(PipelineConfig(model="logreg", drift="none", version_every=1))
+        >>> p.partitions[0] = PartitionState(next_offset=5)
+        >>> o = p.take(decode_event(b'{"key": "new", "x": {"f": 1.0}, "y": true}'), ts=0, offset=3)
+        >>> o.skipped, o.decisions, p.models["new"].learned, p.partitions[0].events
+        (True, [], 1, 0)
+        """
         if type(event) is InvalidEvent:
             return _SKIPPED
-        model = self.models.get(event.key)  # type: ignore[union-attr]
-        if model is None:
-            return _SKIPPED
+        model = self.models.get(event.key) or self.model(event.key)  # type: ignore[union-attr]
         try:
-            return self._at_offset(model, event, ts, partition, offset)  # type: ignore[arg-type]
+            self._at_offset(model, event, ts, partition, offset)  # type: ignore[arg-type]
         except InvalidEvent:
-            return _SKIPPED
+            pass
+        return _SKIPPED
 
     def _at_offset(self, model: ModelKey, event: Event, ts: int, partition: int, offset: int) -> Outcome:
         """Serve the event unless its model key has already taken in this offset."""
@@ -208,17 +209,21 @@ class Pipeline:
             return _SKIPPED
         offsets[partition] = offset + 1
         model.position = (partition, offset)
+        pending = self._pending.get(model.key)
+        if pending is None or partition not in pending.first:
+            self.snapshots.touch(model.key, partition, offset, model.events_seen)
         return self._handle(model, event, ts)
 
     def handle(self, event: Event, ts: int) -> Outcome:
         """Learn from (or serve) an already decoded event that comes from no partition."""
         model = self.model(event.key)
         model.position = None
+        if model.key not in self._pending:
+            self.snapshots.touch(model.key, None, 0, model.events_seen)
         return self._handle(model, event, ts)
 
     def _handle(self, model: ModelKey, event: Event, ts: int) -> Outcome:
         """The event's verb: a labeled event is learned, a request served, a feedback joined."""
-        self._dirty_keys.add(event.key)
         if event.ts is not None:
             ts = event.ts
         version = model.champion.label
@@ -257,26 +262,83 @@ class Pipeline:
 
     # -- state -------------------------------------------------------------------
 
-    def take_checkpoints(self) -> list[tuple[str, Any, tuple[int, ...]]]:
-        """The state records changed since the last call, as (store key, state, source
-        partitions it covers); the changes are then forgotten."""
-        records: list[tuple[str, Any, tuple[int, ...]]] = [
-            (record_key(key), self.models[key], tuple(sorted(self.models[key].offsets)))
-            for key in sorted(self._dirty_keys)
-            if key in self.models
-        ]
-        records += [(record_key(partition=p), self.partitions[p], (p,)) for p in sorted(self._dirty_partitions)]
-        self._dirty_keys.clear()
-        self._dirty_partitions.clear()
+    def take_snapshots(self, force: bool = False) -> list[StateRecord]:
+        """The model keys whose snapshot is due (every changed one with ``force``), as
+        (record key, state, source partitions, ring slot); they then count as snapshotted.
+        A key whose snapshot cannot be written is handed to :meth:`not_saved` before the
+        partition records are taken."""
+        models, schedule = self.models, self.snapshots
+        records: list[StateRecord] = []
+        for key in schedule.due(lambda k: models[k].events_seen if k in models else 0, force):
+            model = models.get(key)
+            if model is None:
+                schedule.forget([key])
+                continue
+            records.append((record_key(key), model, tuple(sorted(model.offsets)), schedule.slot(key)))
+            schedule.snapshotted(key)
+        self._replay_moved = self._replay_moved or bool(records)
         return records
 
-    def restore(self, key: str, state: Any) -> None:
-        """Put back a state record read from a checkpoint under its store key."""
+    def not_saved(self, record: str) -> None:
+        """The snapshot of ``record`` (a model key's) taken by :meth:`take_snapshots` was
+        not written: the key stays due, and a restore starts it afresh from its
+        partition's replay point instead of replaying it from its first event."""
+        model_key = model_key_of_record(record)
+        if model_key is not None:
+            self.snapshots.not_saved(model_key)
+            self._replay_moved = True
+
+    def unsaved_decision(self, record: str, size: int, limit: int) -> Decision | None:
+        """The ``unsaved`` decision of a model key whose snapshot of ``size`` bytes passes
+        ``limit``: it goes on serving and learning, but is not checkpointed.
+
+        >>> p = Pipeline(PipelineConfig(model="logreg", drift="none"))
+        >>> _ = p.process(b'{"key": "big", "x": {"f": 1.0}, "y": true}', ts=0, offset=4)
+        >>> d = p.unsaved_decision("model:big", 9_000_000, 8_388_608)
+        >>> d.decision_id, d.evidence["bytes"], d.champion_version
+        ('big:0-4:error:unsaved', 9000000, 'v1.0')
+        """
+        model = self.models.get(model_key_of_record(record) or "")
+        if model is None:
+            return None
+        challenger = model.challenger
+        evidence = {"bytes": size, "limit": limit,
+                    "reason": f"its snapshot is {size:,} bytes, over the limit of {limit:,}: it serves and learns, "
+                              f"but a restart or rebalance starts it afresh"}
+        return Decision(model.key, "unsaved", "error", model.champion.label,
+                        None if challenger is None else challenger.label, model.events_seen, evidence,
+                        ts=int(time.time() * 1000), position=model.position)
+
+    def take_partition_records(self) -> list[StateRecord]:
+        """Every held partition's record, with its replay point as of now, when anything of
+        them changed since the last call (the offsets moved, or a snapshot moved the
+        replay point); nothing otherwise."""
+        if not self._dirty_partitions and not self._replay_moved:
+            return []
+        schedule = self.snapshots
+        records: list[StateRecord] = []
+        for p in sorted(self.partitions):
+            state = self.partitions[p]
+            recorded = replace(state, replay_from=schedule.replay_from(p, state.next_offset))
+            records.append((record_key(partition=p), recorded, (p,), schedule.partition_slot(p)))
+            schedule.partition_recorded(p)
+        self._dirty_partitions.clear()
+        self._replay_moved = False
+        return records
+
+    def restore(self, key: str, state: Any, slot: int | None = None) -> None:
+        """Put back a state record read from a checkpoint under its record key (``slot``:
+        the ring slot it was read from, after which the next snapshot goes)."""
         model_key = model_key_of_record(key)
+        partition = partition_of_record(key)
         if model_key is not None and isinstance(state, ModelKey) and state.key == model_key:
             self.models[model_key] = state
-        elif key.startswith(_PARTITION_PREFIX) and isinstance(state, PartitionState):
-            self.partitions[int(key[len(_PARTITION_PREFIX) :])] = state
+            if slot is not None:
+                self.snapshots.restored(model_key, slot)
+        elif partition is not None and isinstance(state, PartitionState):
+            self.partitions[partition] = state
+            if slot is not None:
+                self.snapshots.restored_partition(partition, slot)
         else:
             raise StateError(f"checkpoint {key!r} holds {type(state).__name__}, which does not belong under that key")
 
@@ -284,8 +346,9 @@ class Pipeline:
         """Forget all state (it is restored from the last checkpoints)."""
         self.models.clear()
         self.partitions.clear()
-        self._dirty_keys.clear()
+        self.snapshots.reset()
         self._dirty_partitions.clear()
+        self._replay_moved = False
 
     def forget_positions(self) -> None:
         """Take in again messages already processed (an at-least-once redelivery)."""
@@ -303,7 +366,7 @@ class Pipeline:
         dropped = [key for key, model in self.models.items() if model.offsets and set(model.offsets) <= gone]
         for key in dropped:
             del self.models[key]
-            self._dirty_keys.discard(key)
+        self.snapshots.forget(dropped, gone)
         return dropped
 
     # -- reporting ---------------------------------------------------------------

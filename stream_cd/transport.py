@@ -14,12 +14,13 @@ committed.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
 from stream_cd.errors import InvalidEvent
 from stream_cd.events import Event
+from stream_cd.state.newest import Opener, Version
 
 __all__ = ["Message", "DecodedBatch", "Checkpoint", "Transport", "Topics", "DEAD_LETTER_REASON", "DEAD_LETTER_ORIGIN"]
 
@@ -86,10 +87,12 @@ class DecodedBatch:
 
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
-    """A sealed state record: its store key, its bytes and the source partitions it covers."""
+    """A sealed state record: its store key (a ring slot of the record,
+    :mod:`stream_cd.state.records`), its bytes (None: a tombstone, which deletes the
+    slot) and the source partitions it covers, beside whose state it is stored."""
 
     key: str
-    blob: bytes
+    blob: bytes | None
     partitions: tuple[int, ...]
 
 
@@ -133,8 +136,11 @@ class Transport(Protocol):
     def seek_committed(self, partition: int) -> None:
         """Resume ``partition`` at its last committed offset (or its start)."""
 
-    def load_checkpoints(self, partitions: Sequence[int]) -> dict[str, list[tuple[int, bytes]]]:
-        """Stored versions (store offset, blob), oldest first, of every record covering ``partitions``."""
+    def load_checkpoints(self, partitions: Sequence[int], opener: Opener,
+                         older: Mapping[str, int] | None = None) -> dict[str, Version]:
+        """Per state record stored beside ``partitions``, the newest version that ``opener``
+        accepts (see :func:`stream_cd.state.newest.newest_versions`), reading the store
+        once with memory for one version of each record."""
 
     def seek(self, partition: int, offset: int) -> None:
         """Resume ``partition`` at ``offset``."""

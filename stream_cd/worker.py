@@ -35,12 +35,15 @@ from stream_cd.decisions import Decision
 from stream_cd.errors import StateError, TransportError
 from stream_cd.events import Event
 from stream_cd.observe.hooks import WorkerObserver
-from stream_cd.pipeline import Outcome, Pipeline, learned, model_key_of_record, record_key
+from stream_cd.pipeline import Outcome, Pipeline, learned
 from stream_cd.report import decision_line
-from stream_cd.state.signing import dump_state, dump_state_and_copy, load_state
+from stream_cd.state.newest import Version
+from stream_cd.state.records import model_key_of_record, record_key, store_key
+from stream_cd.state.signing import dump_state, dump_state_and_copy, open_sealed, unpickle_state
 from stream_cd.transport import DEAD_LETTER_ORIGIN, DEAD_LETTER_REASON, Checkpoint, DecodedBatch, Message, Topics, Transport
 
-__all__ = ["WorkerStats", "Worker", "run_worker", "DEFAULT_COMMIT_EVENTS", "DEFAULT_COMMIT_SECONDS"]
+__all__ = ["WorkerStats", "Worker", "run_worker", "DEFAULT_COMMIT_EVENTS", "DEFAULT_COMMIT_SECONDS",
+           "DEFAULT_MAX_SNAPSHOT_BYTES"]
 
 log = logging.getLogger("stream_cd.worker")
 
@@ -50,6 +53,10 @@ log = logging.getLogger("stream_cd.worker")
 DEFAULT_COMMIT_EVENTS = 20_000
 DEFAULT_COMMIT_SECONDS = 2.0
 MAX_FAILURES = 10
+# A model key's snapshot larger than this is not written (the key goes on unsaved): the
+# checkpoints topic takes messages up to this size, and a restore holds one of them per
+# key. A logreg champion and shadow weigh 13 KB to 170 KB.
+DEFAULT_MAX_SNAPSHOT_BYTES = 8 * 1024 * 1024
 
 
 @dataclass
@@ -62,6 +69,8 @@ class WorkerStats:
     checkpoints_written: int = 0
     restored: int = 0
     refused_checkpoints: int = 0
+    checkpoint_bytes: int = 0
+    unsaved: int = 0
     stopped_by: str = ""
 
 
@@ -84,6 +93,7 @@ class Worker:
         on_outcome: Callable[[Message, Outcome], None] | None = None,
         on_prediction: Callable[[dict], None] | None = None,
         observer: WorkerObserver | None = None,
+        max_snapshot_bytes: int = DEFAULT_MAX_SNAPSHOT_BYTES,
     ) -> None:
         self.transport = transport
         self.pipeline = pipeline
@@ -98,11 +108,14 @@ class Worker:
         self.on_outcome = on_outcome
         self.on_prediction = on_prediction
         self.observer = observer
+        self.max_snapshot_bytes = max_snapshot_bytes
+        self._deleted: set[str] = set()  # records too large to snapshot whose older snapshots were deleted
         self.stats = WorkerStats()
         self._uncommitted = 0
         self._failures = 0
         self._in_flight = False  # a commit handed to the transport without waiting for it
         self._fell_back: set[str] = set()
+        self._refused: set[str] = set()  # records of which a stored version was refused in the last restore
         self._last_commit = time.monotonic()
         if observer is not None:
             observer.attach(self)
@@ -158,7 +171,7 @@ class Worker:
             else:  # rebalanced: the held partitions were just restored and sought
                 idle_since = None
         try:
-            self.commit()
+            self.commit(force=True)  # every changed key's snapshot: a restart need not replay
         except TransportError as err:
             log.error("the final commit failed (%s): the work since the last commit is not kept, and the "
                       "partitions' next owner resumes from the last commit", err,
@@ -227,19 +240,23 @@ class Worker:
                 observer.dead_letter(outcome.invalid)
         elif outcome.decisions:
             for decision in outcome.decisions:
-                transport.send(topics.decisions, decision.model_key.encode(), decision.to_json())
-                stats.decisions += 1
-                if log.isEnabledFor(logging.INFO):
-                    log.info("decision %s", _decision_text(decision),
-                             extra={"event": "decision", "fields": {"decision": decision.to_dict()}})
-                if observer is not None:
-                    observer.decision(decision)
-                if self.on_decision is not None:
-                    self.on_decision(decision)
+                self._decided(decision)
         if outcome.served is not None and self.on_prediction is not None:
             self.on_prediction(outcome.served)
         if self.on_outcome is not None:
             self.on_outcome(message, outcome)
+
+    def _decided(self, decision: Decision) -> None:
+        """Send a decision to the decisions topic (in the open transaction), log and report it."""
+        self.transport.send(self.topics.decisions, decision.model_key.encode(), decision.to_json())
+        self.stats.decisions += 1
+        if log.isEnabledFor(logging.INFO):
+            log.info("decision %s", _decision_text(decision),
+                     extra={"event": "decision", "fields": {"decision": decision.to_dict()}})
+        if self.observer is not None:
+            self.observer.decision(decision)
+        if self.on_decision is not None:
+            self.on_decision(decision)
 
     # -- commits and state --------------------------------------------------------------
 
@@ -248,38 +265,78 @@ class Worker:
             return True
         return self._uncommitted > 0 and time.monotonic() - self._last_commit >= self.commit_every_s
 
-    def commit(self, wait: bool = True) -> None:
+    def commit(self, wait: bool = True, force: bool = False) -> None:
         """Outputs, changed state and offsets, in that order (one transaction on Kafka).
 
+        The changed state is every held partition's record and the snapshots that are due
+        (:mod:`stream_cd.state.schedule`; every changed model key's with ``force``).
         ``wait=False`` lets the transport land the commit while the worker goes on (see
         :meth:`Transport.commit`); a failure then raises from a later call, and the worker
         rolls back to the last commit that landed.
 
-        The worker goes on with the unpickled copy of each state it checkpoints: pickling
+        The worker goes on with the unpickled copy of each state it snapshots: pickling
         leaves the original reading its attributes from slow dicts (see
         :mod:`stream_cd.state.pickling`), and the copy is the same state.
         """
         started = time.perf_counter()
         checkpoints: list[Checkpoint] = []
+        snapshots = 0
         if self.state_key is not None:
-            for key, state, covered in self.pipeline.take_checkpoints():
-                try:
-                    blob, copy = dump_state_and_copy(state, self.state_key, key, f"{_describe(key)} just written")
-                    self.pipeline.restore(key, copy)
-                except StateError as err:  # it cannot be restored either: go on with the original
-                    log.warning("%s", err)
-                    blob = dump_state(state, self.state_key, key)
-                checkpoints.append(Checkpoint(key, blob, covered))
+            for record, state, partitions, slot in self.pipeline.take_snapshots(force):
+                checkpoints += self._snapshot(record, state, partitions, slot)
+            snapshots = len(checkpoints)
+            for record, state, partitions, slot in self.pipeline.take_partition_records():
+                checkpoints.append(Checkpoint(store_key(record, slot), dump_state(state, self.state_key, record), partitions))
         self.transport.commit(checkpoints, wait=wait)
         if wait or self._in_flight:
             self._failures = 0  # a commit has landed: this one, or the one before it
         self._in_flight = not wait
         self.stats.commits += 1
-        self.stats.checkpoints_written += len(checkpoints)
+        self.stats.checkpoints_written += snapshots
+        self.stats.checkpoint_bytes += sum(len(cp.blob or b"") for cp in checkpoints)
         self._uncommitted = 0
         self._last_commit = time.monotonic()
         if self.observer is not None:
-            self.observer.committed(time.perf_counter() - started, len(checkpoints))
+            self.observer.committed(time.perf_counter() - started, snapshots)
+
+    def _snapshot(self, record: str, state, partitions: tuple[int, ...], slot: int) -> list[Checkpoint]:
+        """The checkpoints of one model key's snapshot: the sealed state in its ring slot, or,
+        when it passes ``max_snapshot_bytes``, none (see :meth:`_too_large`)."""
+        key = self.state_key
+        assert key is not None
+        try:
+            blob, copy = dump_state_and_copy(state, key, record, f"{_describe(record)} just written")
+        except StateError as err:  # it cannot be restored either: go on with the original
+            log.warning("%s", err)
+            blob, copy = dump_state(state, key, record), None
+        if len(blob) > self.max_snapshot_bytes:
+            return self._too_large(record, len(blob), partitions)
+        if copy is not None:
+            self.pipeline.restore(record, copy)
+        return [Checkpoint(store_key(record, slot), blob, partitions)]
+
+    def _too_large(self, record: str, size: int, partitions: tuple[int, ...]) -> list[Checkpoint]:
+        """A snapshot over the limit is not written, the key goes on serving and learning,
+        and each time its snapshot is due an error and an ``unsaved`` decision say so. Its
+        older snapshots are deleted the first time (tombstones in every ring slot): a
+        restore then starts it afresh at its partition's replay point, instead of
+        replaying it from an old snapshot into the same size again."""
+        self.pipeline.not_saved(record)
+        log.error("%s: its snapshot is %s bytes, over the limit of %s (--max-snapshot-bytes); it is served and "
+                  "learns, but is not checkpointed, so a restart or rebalance starts it afresh. Bound its state "
+                  "(fewer features, a smaller model) or raise the limit", _describe(record), f"{size:,}",
+                  f"{self.max_snapshot_bytes:,}",
+                  extra={"event": "snapshot_too_large", "fields": {"record": record, "bytes": size,
+                                                                   "limit": self.max_snapshot_bytes}})
+        self.stats.unsaved += 1
+        decision = self.pipeline.unsaved_decision(record, size, self.max_snapshot_bytes)
+        if decision is not None:
+            self._decided(decision)
+        if record in self._deleted:
+            return []
+        self._deleted.add(record)
+        ring = self.pipeline.snapshots.ring
+        return [Checkpoint(store_key(record, slot), None, partitions) for slot in range(ring)]
 
     def _recover(self, err: TransportError) -> None:
         """The transport failed (the broker went away, the group forgot this member): drop
@@ -375,51 +432,89 @@ class Worker:
             positions.update(self.restore(stale))
 
     def restore(self, partitions: list[int]) -> dict[int, int]:
-        """Load the last good checkpoint of every state record covering ``partitions``;
-        return the offset each partition must resume from."""
+        """Load the newest good snapshot of every model key stored beside ``partitions``,
+        and their partition records; return the offset each partition must resume from:
+        its replay point (the first event of a key not yet in a snapshot), or earlier
+        where a key had to fall back to an older snapshot."""
         started = time.perf_counter()
         restored_before, refused_before = self.stats.restored, self.stats.refused_checkpoints
-        found = self.transport.load_checkpoints(partitions)
         pipeline = self.pipeline
-        behind: list[str] = []  # keys restored from an older checkpoint than their newest
         self._fell_back = set()
-        for key, versions in found.items():
-            for age, (offset, blob) in enumerate(reversed(versions)):
-                what = f"{_describe(key)} at checkpoint offset {offset}"
-                try:
-                    pipeline.restore(key, load_state(blob, self.state_key, what, key))  # type: ignore[arg-type]
-                except StateError as err:
-                    self.stats.refused_checkpoints += 1
-                    log.warning("%s", err)
-                    continue
-                self.stats.restored += 1
-                if age:
-                    behind.append(key)
-                    self._fell_back.add(key)
-                    log.warning("restored %s from an older checkpoint (offset %d); replaying its events since", _describe(key), offset)
+        self._refused = set()
+        older: dict[str, int] = {}
+        found = self.transport.load_checkpoints(partitions, self._open)
+        while found:
+            unreadable = {record: version.offset for record, version in found.items() if not self._put_back(record, version)}
+            if not unreadable:
                 break
-            else:
-                log.warning("cannot restore %s: no valid checkpoint is left; it starts afresh", _describe(key))
+            older.update(unreadable)
+            found = {record: version for record, version in self.transport.load_checkpoints(partitions, self._open, older).items()
+                     if record in unreadable}
+        for record in sorted(self._refused - set(pipeline_records(self.pipeline))):
+            log.warning("cannot restore %s: no valid checkpoint is left; it starts afresh", _describe(record))
+        positions = self._positions_after_restore(partitions)
+        restored, refused = self.stats.restored - restored_before, self.stats.refused_checkpoints - refused_before
+        seconds = time.perf_counter() - started
+        log.info("restored %d state records of partitions %s from checkpoints in %.2f s (%d refused, %d from an older "
+                 "snapshot); replaying from %s", restored, ", ".join(map(str, partitions)), seconds, refused,
+                 len(self._fell_back), positions,
+                 extra={"event": "restore", "fields": {"partitions": list(partitions), "restored": restored,
+                                                       "refused": refused, "older": len(self._fell_back),
+                                                       "seconds": round(seconds, 4), "positions": positions}})
+        if self.observer is not None:
+            self.observer.restored(restored, refused, seconds)
+        return positions
+
+    def _open(self, record: str, offset: int, blob: bytes) -> bytes:
+        """Verify a stored version before anything of it is unpickled."""
+        try:
+            return open_sealed(blob, self.state_key, f"{_describe(record)} at checkpoint offset {offset}",  # type: ignore[arg-type]
+                               record.encode())
+        except StateError as err:
+            self.stats.refused_checkpoints += 1
+            self._refused.add(record)
+            log.warning("%s", err)
+            raise
+
+    def _put_back(self, record: str, version: Version) -> bool:
+        """Unpickle a verified version into the pipeline; False when it cannot be loaded here."""
+        what = f"{_describe(record)} at checkpoint offset {version.offset}"
+        try:
+            self.pipeline.restore(record, unpickle_state(version.payload, what), version.slot)
+        except StateError as err:
+            self.stats.refused_checkpoints += 1
+            self._refused.add(record)
+            log.warning("%s", err)
+            return False
+        self.stats.restored += 1
+        if version.fell_back:
+            self._fell_back.add(record)
+            log.warning("restored %s from an older snapshot (checkpoint offset %d): the newer ones were refused",
+                        _describe(record), version.offset)
+        return True
+
+    def _positions_after_restore(self, partitions: list[int]) -> dict[int, int]:
+        """Each restored partition's replay point, moved back to the events a key restored
+        from an older snapshot has not seen; the pipeline holds that point as the
+        partition's replay point until the replay has passed its committed position."""
+        pipeline = self.pipeline
         positions: dict[int, int] = {}
         for p in partitions:
             state = pipeline.partitions.get(p)
             if state is not None:
-                positions[p] = state.next_offset
-        for key in behind:
-            slot = pipeline.models.get(model_key_of_record(key) or "")
-            for p, offset in getattr(slot, "offsets", {}).items():
-                if p in positions and offset < positions[p]:
-                    positions[p] = offset
-        restored, refused = self.stats.restored - restored_before, self.stats.refused_checkpoints - refused_before
-        seconds = time.perf_counter() - started
-        log.info("restored %d state records of partitions %s from checkpoints in %.2f s (%d refused, %d from an older "
-                 "checkpoint)", restored, ", ".join(map(str, partitions)), seconds, refused, len(behind),
-                 extra={"event": "restore", "fields": {"partitions": list(partitions), "restored": restored,
-                                                       "refused": refused, "older": len(behind), "seconds": round(seconds, 4),
-                                                       "positions": positions}})
-        if self.observer is not None:
-            self.observer.restored(restored, refused, seconds)
+                positions[p] = min(state.replay_from, state.next_offset)
+        for record in self._fell_back:
+            model = pipeline.models.get(model_key_of_record(record) or "")
+            for p, offset in getattr(model, "offsets", {}).items():
+                if p in partitions:
+                    positions[p] = min(positions.get(p, offset), offset)
+        pipeline.snapshots.floors.update(positions)
         return positions
+
+
+def pipeline_records(pipeline: Pipeline) -> list[str]:
+    """The record keys of the state a pipeline holds."""
+    return [record_key(key) for key in pipeline.models] + [record_key(partition=p) for p in pipeline.partitions]
 
 
 def _labeled_times(batch: DecodedBatch, results: list[tuple[int, Outcome]]) -> list[int]:

@@ -18,6 +18,7 @@ import orjson
 
 from stream_cd.cli import generate
 from stream_cd.cli.observe import add_observe_flags, observing
+from stream_cd.cli.state_flags import add_state_flags, schedule_from_args
 from stream_cd.cli.options import (add_model_flags, add_topic_flags, config_from_args, non_negative_float,
                                    positive_float, positive_int)
 from stream_cd.decisions import Decision
@@ -74,6 +75,7 @@ def _register_worker(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true",
                    help="print decisions as JSON lines on stdout and end with the JSON summary line (the log lines, "
                    "decisions among them, stay on stderr)")
+    add_state_flags(p)
     add_observe_flags(p)
     add_model_flags(p)
     p.set_defaults(run=_worker)
@@ -123,7 +125,8 @@ def _worker(args: argparse.Namespace) -> int:
 
     exactly_once = args.delivery == "exactly-once"
     state_key = state_key_from_env(required=True) if exactly_once else None
-    pipeline = Pipeline(config_from_args(args), record_predictions=bool(args.predictions or args.publish_predictions))
+    pipeline = Pipeline(config_from_args(args), record_predictions=bool(args.predictions or args.publish_predictions),
+                        snapshots=schedule_from_args(args))
     topics = Topics(args.topic_prefix, args.topic or "")
     group = args.group or f"{args.topic_prefix}.workers"
     worker_id = args.worker_id or f"{socket.gethostname()}-{os.getpid()}"
@@ -149,6 +152,7 @@ def _worker(args: argparse.Namespace) -> int:
             on_prediction=write_file,
             publish_predictions=args.publish_predictions,
             fetch_process=not args.fetch_inline,
+            max_snapshot_bytes=args.max_snapshot_bytes,
         )
     summary = pipeline.summary()
     summary["worker"] = {
@@ -157,6 +161,8 @@ def _worker(args: argparse.Namespace) -> int:
         "checkpoints_written": stats.checkpoints_written,
         "restored": stats.restored,
         "refused_checkpoints": stats.refused_checkpoints,
+        "checkpoint_bytes": stats.checkpoint_bytes,
+        "unsaved": stats.unsaved,
         "stopped_by": stats.stopped_by,
     }
     _print_summary(summary, args.json)
@@ -187,6 +193,7 @@ def _register_replay(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint-dir", metavar="DIR",
                    help=f"in-process: keep signed model state in DIR and resume from it on the next run over the same "
                    f"file (needs {STATE_KEY_ENV})")
+    add_state_flags(p)
     add_model_flags(p)
     p.set_defaults(run=_replay)
 
@@ -267,7 +274,7 @@ def _replay_embedded(args: argparse.Namespace, events: Iterator[bytes], show_pro
     from stream_cd.pipeline import Pipeline
     from stream_cd.worker import run_worker
 
-    pipeline = Pipeline(config_from_args(args), record_predictions=bool(args.predictions))
+    pipeline = Pipeline(config_from_args(args), record_predictions=bool(args.predictions), snapshots=schedule_from_args(args))
     topics = Topics(args.topic_prefix, args.topic or "")
     store = state_key = None
     if args.checkpoint_dir:
@@ -285,6 +292,7 @@ def _replay_embedded(args: argparse.Namespace, events: Iterator[bytes], show_pro
             batch_size=500,
             state_key=state_key,
             on_prediction=write,
+            max_snapshot_bytes=args.max_snapshot_bytes,
         )
     _print_summary(pipeline.summary(), args.json)
     return 0

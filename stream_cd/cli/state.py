@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from stream_cd.errors import StateError
-from stream_cd.pipeline import model_key_of_record
+from stream_cd.state.records import model_key_of_record, parse_store_key
 from stream_cd.state.signing import STATE_KEY_ENV, load_state, state_key_from_env
 from stream_cd.transport import Topics
 
@@ -60,14 +60,19 @@ def _checkpoints(args: argparse.Namespace) -> int:
 
     state_key = state_key_from_env(required=False)
     newest: dict[str, Any] = {}
+    slots: dict[str, int] = {}
     for record in committed_records(args.bootstrap, Topics(args.topic_prefix).checkpoints):
-        key = record.key.decode() if record.key else ""
+        parsed = parse_store_key(record.key.decode() if record.key else "")
+        if parsed is None:
+            continue  # a checkpoint of another layout, which workers do not read
+        key, slot = parsed
         if args.key is not None and model_key_of_record(key) != args.key:
             continue
         if record.value is None:
-            newest.pop(key, None)
+            if slots.get(key) == slot:
+                newest.pop(key, None)
         else:
-            newest[key] = record
+            newest[key], slots[key] = record, slot
     rows = [describe_checkpoint(key, newest[key], state_key) for key in sorted(newest)]
     if args.json:
         for row in rows:

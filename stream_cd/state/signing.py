@@ -37,7 +37,7 @@ from typing import Any
 from stream_cd.state import pickling
 from stream_cd.errors import StateError
 
-__all__ = ["STATE_KEY_ENV", "state_key_from_env", "seal", "open_sealed", "dump_state", "dump_state_and_copy", "load_state"]
+__all__ = ["STATE_KEY_ENV", "state_key_from_env", "seal", "open_sealed", "dump_state", "dump_state_and_copy", "load_state", "unpickle_state"]
 
 STATE_KEY_ENV = "STREAM_CD_STATE_KEY"
 _MAGIC = b"SCD1"
@@ -110,3 +110,9 @@ def _unpickle(payload: bytes, what: str) -> Any:
         return pickling.loads(payload)
     except Exception as err:  # signed by us, yet unreadable here (a newer format, a class gone)
         raise StateError(f"refused checkpoint of {what}: it is signed but cannot be loaded here: {err!r}") from err
+
+
+def unpickle_state(payload: bytes, what: str) -> Any:
+    """Unpickle the payload of a blob :func:`open_sealed` has verified; :class:`StateError`
+    naming ``what`` when it cannot be loaded here."""
+    return _unpickle(payload, what)

@@ -77,10 +77,10 @@ def _final_models(bootstrap: str, prefix: str, probe: list[dict]) -> dict[str, l
     """Each model key's champion predictions on the probe set, from its newest checkpoint."""
     found = read_checkpoints(bootstrap, f"{prefix}.checkpoints")
     out = {}
-    for key, (_, versions) in found.items():
+    for key, versions in found.items():
         if model_key_of_record(key) is None:
             continue
-        offset, blob = versions[-1]
+        offset, _, blob = versions[-1]
         slot = load_state(blob, STATE_KEY.encode(), key, key)
         out[model_key_of_record(key)] = [slot.champion.model.predict_one(x) for x in probe]
     return out
@@ -209,17 +209,20 @@ def test_tampered_and_unsigned_checkpoints_are_refused_and_the_last_good_one_is_
 
     prefix = topic_prefix + "tampered"
     _fill(kafka_bootstrap, prefix, stream)
-    worker = start_worker(kafka_bootstrap, prefix, *FLAGS, "--worker-id", "w1", "--max-events", "30000")
+    worker = start_worker(kafka_bootstrap, prefix, *FLAGS, "--worker-id", "w1", "--max-events", "30000",
+                          "--snapshot-every-events", "4000")
     finish(worker, timeout=300)
-    found = read_checkpoints(kafka_bootstrap, f"{prefix}.checkpoints")
-    _, versions = found["model:default"]
-    assert len(versions) >= 2, "need an older good checkpoint to fall back on"
-    newest = bytearray(versions[-1][1])
+    versions = read_checkpoints(kafka_bootstrap, f"{prefix}.checkpoints")["model:default"]
+    assert len({slot for _, slot, _ in versions}) == 3, "need older good snapshots to fall back on"
+    _, slot, blob = versions[-1]
+    newest = bytearray(blob)
     newest[len(newest) // 2] ^= 0x01  # one byte flipped
-    unsigned = pickle.dumps(load_state(versions[-1][1], STATE_KEY.encode(), "default", "model:default"))
+    unsigned = pickle.dumps(load_state(blob, STATE_KEY.encode(), "default", "model:default"))
     producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
-    producer.send(f"{prefix}.checkpoints", key=b"model:default", value=bytes(newest), headers=[(PARTITIONS_HEADER, b"0")])
-    producer.send(f"{prefix}.checkpoints", key=b"model:default", value=unsigned)  # no header at all
+    producer.send(f"{prefix}.checkpoints", key=f"s{slot}/model:default".encode(), value=bytes(newest), partition=0,
+                  headers=[(PARTITIONS_HEADER, b"0")])
+    producer.send(f"{prefix}.checkpoints", key=f"s{(slot + 1) % 3}/model:default".encode(), value=unsigned,
+                  partition=0)  # no header at all
     producer.flush()
     producer.close()
 
@@ -227,7 +230,7 @@ def test_tampered_and_unsigned_checkpoints_are_refused_and_the_last_good_one_is_
     summary, _, stderr = finish(worker, timeout=300)
     assert "refused checkpoint of model key 'default'" in stderr
     assert "it is not signed" in stderr and "its signature does not match" in stderr
-    assert "restored model key 'default' from an older checkpoint" in stderr
+    assert "restored model key 'default' from an older snapshot" in stderr
     assert summary == reference[0]
     assert _final_models(kafka_bootstrap, prefix, probe) == reference[2]
 

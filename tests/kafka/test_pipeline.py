@@ -173,8 +173,8 @@ def test_two_workers_share_partitions_and_learn_each_event_once(kafka_bootstrap,
     assert all(c["consumed"] > 0 for c in counts), f"a worker got no partition: {counts}"
 
     learned = {}
-    for key, (_, versions) in read_checkpoints(kafka_bootstrap, f"{prefix}.checkpoints").items():
+    for key, versions in read_checkpoints(kafka_bootstrap, f"{prefix}.checkpoints").items():
         model_key = model_key_of_record(key)
         if model_key is not None:
-            learned[model_key] = load_state(versions[-1][1], TEST_STATE_KEY.encode(), key, key).learned
+            learned[model_key] = load_state(versions[-1][2], TEST_STATE_KEY.encode(), key, key).learned
     assert learned == {key: per_key for key in keys}

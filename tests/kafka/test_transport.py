@@ -42,13 +42,13 @@ def _polled(bootstrap: str, prefix: str, exactly_once: bool = True, **options) -
 
 
 def _blobs(bootstrap: str, prefix: str) -> list[bytes]:
-    return [blob for _, blob in read_checkpoints(bootstrap, f"{prefix}checkpoints")["k"][1]]
+    return [blob for _, _, blob in read_checkpoints(bootstrap, f"{prefix}checkpoints").get("k", [])]
 
 
 @pytest.mark.parametrize("exactly_once", [True, False], ids=["exactly-once", "at-least-once"])
 def test_outputs_sent_while_a_commit_lands_go_out_after_it(kafka_bootstrap, topic_prefix, exactly_once):
     transport, outputs = _polled(kafka_bootstrap, topic_prefix, exactly_once)
-    checkpoints = [Checkpoint("k", b"state", (0,))] if exactly_once else []
+    checkpoints = [Checkpoint("s0/k", b"state", (0,))] if exactly_once else []
     try:
         transport.send(outputs, b"k", b"before")
         transport.commit(checkpoints, wait=False)
@@ -69,14 +69,14 @@ def test_a_commit_that_fails_in_flight_raises_from_the_next_poll_and_none_of_it_
     transport, outputs = _polled(kafka_bootstrap, topic_prefix)
     try:
         transport.send(outputs, b"k", b"lost")
-        too_large = Checkpoint("k", b"s" * (MAX_CHECKPOINT_BYTES + 1), (0,))
+        too_large = Checkpoint("s0/k", b"s" * (MAX_CHECKPOINT_BYTES + 1), (0,))
         transport.commit([too_large], wait=False)  # its send fails in the commit's own thread
         time.sleep(1.1)  # time for the commit's thread to fail: the next poll lands it
         with pytest.raises(TransportError, match="commit failed"):
             transport.poll(N, 0.5)
         transport.abort()
         transport.send(outputs, b"k", b"kept")
-        transport.commit([Checkpoint("k", b"state", (0,))])
+        transport.commit([Checkpoint("s0/k", b"state", (0,))])
         assert [r.value for r in read_topic(kafka_bootstrap, outputs, 2, deadline_s=5)] == [b"kept"]
         assert _blobs(kafka_bootstrap, topic_prefix) == [b"state"]
         assert transport.committed_offset(0) == N

@@ -19,6 +19,7 @@ from stream_cd.embedded import DirectoryStore, EmbeddedTransport
 from stream_cd.errors import StateError
 from stream_cd.state.pickling import dumps, loads
 from stream_cd.pipeline import Pipeline
+from stream_cd.state.schedule import SnapshotSchedule
 from stream_cd.model_key import ModelKey
 from stream_cd.state.signing import load_state, seal
 from stream_cd.transport import Topics
@@ -97,7 +98,7 @@ def test_a_restored_slot_learns_exactly_as_the_original():
 def test_a_worker_that_checkpoints_goes_on_with_fast_copies_and_learns_the_same(tmp_path):
     events = [orjson.dumps(e) for e in generate("agrawal", n=1_500, seed=5)]
     config = PipelineConfig(model="logreg", shadow="logreg", drift="adwin")
-    reference, checkpointed = Pipeline(config), Pipeline(config)
+    reference, checkpointed = Pipeline(config), Pipeline(config, snapshots=SnapshotSchedule(every_events=200))
     run_worker(EmbeddedTransport(events), reference, Topics())
     stats = run_worker(EmbeddedTransport(events, store=DirectoryStore(tmp_path)), checkpointed, Topics(),
                        state_key=b"test-state-key-0123456789abcdef", batch_size=100, commit_every_events=200)

@@ -192,6 +192,7 @@ def test_take_batch_does_what_take_does_message_by_message() -> None:
     assert got == acted_on
     assert sum(o.skipped for _, o in expected) == 30
     assert got_every == expected
+    records = [r[0] for r in one_by_one.take_snapshots(force=True) + one_by_one.take_partition_records()]
     for p in (batched, every):
         assert p.summary() == one_by_one.summary()
         assert p.partitions == one_by_one.partitions
@@ -199,9 +200,7 @@ def test_take_batch_does_what_take_does_message_by_message() -> None:
         for key, slot in p.models.items():  # the sessions learned the same events
             theirs = one_by_one.models[key].sessions
             assert {u: slot.sessions.get(u).n for u in list(slot.sessions)} == {u: theirs.get(u).n for u in list(theirs)} != {}
-        assert [k for k, _, _ in p.take_checkpoints()] == [k for k, _, _ in one_by_one.take_checkpoints()]
-        one_by_one._dirty_keys.update(one_by_one.models)  # taken by the line above; put back for the next one
-        one_by_one._dirty_partitions.update(one_by_one.partitions)
+        assert [r[0] for r in p.take_snapshots(force=True) + p.take_partition_records()] == records
     probe = events[-1].x
     assert batched.model("odd").champion.model.predict_proba_one(probe) == one_by_one.model("odd").champion.model.predict_proba_one(probe)
 
@@ -218,9 +217,9 @@ def test_take_batch_skips_what_a_key_restored_from_a_newer_state_has_taken_in() 
     assert pipelines[1].take_batch(events, [0] * 15, list(range(15))) == []
     assert pipelines[1].summary() == pipelines[0].summary() and pipelines[1].summary()["models"]["default"]["learned"] == 5
     assert pipelines[1].model("default").offsets == {0: 15} and pipelines[1].partitions[0].next_offset == 15
-    pipelines[1].take_checkpoints()
+    pipelines[1].take_snapshots(force=True), pipelines[1].take_partition_records()
     pipelines[1].take_batch(events[:3], [0] * 3, [0, 1, 2])  # all before the partition's position: nothing changed
-    assert pipelines[1].take_checkpoints() == []
+    assert pipelines[1].take_snapshots(force=True) == [] and pipelines[1].take_partition_records() == []
 
 
 def _both_ways(config: PipelineConfig, events: list, batch: int = 125) -> tuple[Pipeline, Pipeline, list, list]:

@@ -10,6 +10,7 @@ import orjson
 from stream_cd.config import PipelineConfig
 from stream_cd.simulate.datasets import generate
 from stream_cd.embedded import EmbeddedTransport
+from stream_cd.state.schedule import SnapshotSchedule
 from stream_cd.pipeline import Pipeline
 from stream_cd.transport import DEAD_LETTER_ORIGIN, DEAD_LETTER_REASON, Topics
 from stream_cd.learning.triggers import TriggerSettings
@@ -128,7 +129,7 @@ def test_a_key_whose_only_checkpoint_is_tampered_starts_afresh_and_says_so(tmp_p
     events = [b'{"x": {"a": %d}, "y": %s}' % (i, b"true" if i % 2 else b"false") for i in range(100)]
     store = DirectoryStore(tmp_path)
     run_worker(EmbeddedTransport(events[:60], store=store), Pipeline(), Topics(), state_key=key)
-    target = tmp_path / "model%3Adefault.ckpt"
+    target = tmp_path / "s0%2Fmodel%3Adefault.ckpt"
     blob = bytearray(target.read_bytes())
     blob[-5] ^= 0xFF
     target.write_bytes(bytes(blob))
@@ -161,9 +162,12 @@ def test_a_tampered_newest_checkpoint_falls_back_to_the_previous_one_and_replays
     run_worker(EmbeddedTransport(events), reference, Topics())
 
     options = {"state_key": key, "batch_size": 50, "commit_every_events": 100}
-    run_worker(EmbeddedTransport(events[:250], store=DirectoryStore(tmp_path)), Pipeline(config), Topics(), **options)
-    newest = tmp_path / "model%3Adefault.ckpt"
-    assert (tmp_path / "model%3Adefault.prev").exists()
+    often = SnapshotSchedule(every_events=100)  # snapshots at events 100, 200 and at the end, 250
+    run_worker(EmbeddedTransport(events[:250], store=DirectoryStore(tmp_path)), Pipeline(config, snapshots=often),
+               Topics(), **options)
+    slots = sorted(tmp_path.glob("s*%2Fmodel%3Adefault.ckpt"), key=lambda f: f.read_bytes()[:8])
+    assert len(slots) == 3
+    newest = slots[-1]
     blob = bytearray(newest.read_bytes())
     blob[len(blob) // 2] ^= 0x01
     newest.write_bytes(bytes(blob))
