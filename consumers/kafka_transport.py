@@ -80,7 +80,7 @@ IDLE_MEMBERSHIP_POLL_S = 1.0
 TRANSACTION_RETRY_BACKOFF_MS = 20
 
 # The codec of everything this worker writes (checkpoints above all; decisions and dead
-# letters are small). Measured on a logreg pair's 165 kB checkpoint (bench/codecs.py): lz4
+# letters are small). Measured on a logreg pair's 165 kB checkpoint (bench/codec_choice.py): lz4
 # keeps 0.64 of the bytes and takes 0.18 ms to compress and 0.05 ms to decompress; zstd
 # keeps 0.47 for 0.59 and 0.20 ms, snappy 0.62 for 0.25 and 0.13, gzip 0.47 for 26 and
 # 0.6 ms. The worker is short of CPU, not of bandwidth, and a restore decompresses every

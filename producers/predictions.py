@@ -37,7 +37,7 @@ __all__ = ["PredictionPublisher", "LINGER_MS", "COMPRESSION_TYPE"]
 # How long a prediction may wait for others to share its request to the broker. At
 # 5,000 predictions/s one millisecond batches about five; at 50/s each goes alone.
 LINGER_MS = 1
-# lz4, the fastest codec both ways (bench/codecs.py): a batch of five predictions (650
+# lz4, the fastest codec both ways (bench/codec_choice.py): a batch of five predictions (650
 # bytes) shrinks to 0.31 of its size in 2 µs on the producer's I/O thread and takes 1 µs to
 # read; a lone prediction does not shrink, and kafka-python then sends it as it was. Against
 # a request-to-prediction latency of milliseconds that adds nothing to measure; zstd and

@@ -2,8 +2,8 @@
 
 No broker needed::
 
-    .venv/bin/python bench/codecs.py            # the table in bench/README.md
-    .venv/bin/python bench/codecs.py --quick    # smaller, for a smoke run
+    .venv/bin/python bench/codec_choice.py            # the table in bench/README.md
+    .venv/bin/python bench/codec_choice.py --quick    # smaller, for a smoke run
 
 (i)  Checkpoints: a model key (``Pipeline(PipelineConfig(model="logreg",
      shadow="logreg"))``) learns ``--events`` Agrawal events of one key, and what
