@@ -40,6 +40,7 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 
 from consumers.batch_pickle import PROTOCOL, BatchPickler, BatchUnpickler
+from consumers.unreadable import READ_ERRORS, locate, unreadable_message
 from stream_cd.errors import InvalidEvent, TransportError
 from stream_cd.events import decode_event
 from stream_cd.transport import DecodedBatch
@@ -167,6 +168,8 @@ class Fetcher:
             return
         if message[0] == "error":
             raise TransportError(f"the fetch process failed: {message[1]}")
+        if message[0] == "unreadable":  # no retry reads it: the worker stops, saying where
+            raise unreadable_message(self.topic, *message[1:])
         _, partition, epoch, offsets, timestamps, keys, values, events = message
         if self._epochs.get(partition) == epoch:
             self._ready.append(DecodedBatch(self.topic, partition, offsets, timestamps, keys, values, events))
@@ -223,7 +226,12 @@ def _run(config: dict[str, Any], topic: str, max_records: int, max_event_bytes: 
         while _obey(reader, commands):
             if not reader.epochs:
                 continue
-            for tp, records in reader.poll(max_records).items():
+            try:
+                fetched = reader.poll(max_records)
+            except READ_ERRORS as err:
+                _tell(out, "unreadable", *reader.unreadable(), f"{type(err).__name__}: {err}")
+                return
+            for tp, records in fetched.items():
                 epoch = reader.epochs.get(tp.partition)
                 if epoch is not None:
                     batch = _batch(tp.partition, epoch, records, max_event_bytes)
@@ -332,6 +340,12 @@ class _Reader:
                 if tp.partition in self.next:
                     self.next[tp.partition] = batch[-1].offset + 1
         return records
+
+    def unreadable(self) -> tuple[int | None, int | None]:
+        """After a read error: the held partition that cannot be read and from which offset
+        (see :func:`consumers.unreadable.locate`), or (None, None)."""
+        positions = {p: self.consumer.position(TopicPartition(self.topic, p)) for p in self.epochs}
+        return locate(self.config, self.topic, positions) or (None, None)
 
     def heal_if_stalled(self) -> None:
         now = time.monotonic()

@@ -39,13 +39,16 @@ from collections.abc import Callable, Mapping, Sequence
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.coordinator.base import MemberState
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from consumers.admin import TopicSpec, ensure_topics
 from consumers.checkpoints import MAX_CHECKPOINT_BYTES, PARTITIONS_HEADER, committed_records
 from consumers.fetcher import Fetcher
-from stream_cd.errors import StateError, TransportError
+from consumers.group_watch import GroupWatch
+from consumers.unreadable import READ_ERRORS, locate, unreadable_message
+from stream_cd.errors import StateError, TransportError, UnreadableMessage
 from stream_cd.events import DEFAULT_MAX_EVENT_BYTES
 from stream_cd.state.newest import Opener, Version, newest_versions
 from stream_cd.transport import Checkpoint, Message
@@ -57,10 +60,10 @@ log = logging.getLogger(__name__)
 
 COMMIT_TIMEOUT_S = 60.0
 # With a fetch process: how often the group member polls once settled, while batches
-# come. A rebalance the group starts is seen sooner (the heartbeat thread flags it, and
-# the next poll waits); this only bounds how late a change seen in metadata alone (more
-# partitions) is noticed, which kafka-python refreshes every 5 minutes anyway, and keeps
-# inside the group's max.poll.interval (5 minutes). Such a poll usually takes 1-2 ms, but
+# come. A rebalance the group starts is seen sooner (the group watch sees it within a
+# second, and the polls wait until this member has joined); this only bounds how late a
+# change seen in metadata alone (more partitions) is noticed, which kafka-python refreshes
+# every 5 minutes anyway, and keeps inside the group's max.poll.interval (5 minutes). Such a poll usually takes 1-2 ms, but
 # on a busy machine now and then 100-250 ms (it hands work to kafka-python's network
 # thread and waits for it), and every request fetched meanwhile waits too: once a second,
 # that was the worker's whole latency tail at 1,000 requests/s; every 10 s, still 1-2 %
@@ -77,6 +80,14 @@ IDLE_MEMBERSHIP_POLL_S = 1.0
 # default of 100 ms the first commit of a transactional producer takes ~235 ms, at 20 ms
 # ~70 ms. It is also the pause before a failed send is retried, short but not busy.
 TRANSACTION_RETRY_BACKOFF_MS = 20
+
+# The codec of everything this worker writes (checkpoints above all; decisions and dead
+# letters are small). Measured on a logreg pair's 165 kB checkpoint (bench/codec_choice.py): lz4
+# keeps 0.64 of the bytes and takes 0.18 ms to compress and 0.05 ms to decompress; zstd
+# keeps 0.47 for 0.59 and 0.20 ms, snappy 0.62 for 0.25 and 0.13, gzip 0.47 for 26 and
+# 0.6 ms. The worker is short of CPU, not of bandwidth, and a restore decompresses every
+# key's checkpoint while the worker serves nothing: lz4.
+COMPRESSION_TYPE = "lz4"
 
 
 class _Call:
@@ -176,6 +187,8 @@ class KafkaTransport:
         self._floors: dict[int, int] = {}  # partition -> its committed offset when last read: never commit below it
         self.restore_bytes_read = 0
         self._membership_polled = 0.0
+        self._generation = -1  # the member's generation when last seen, and since when
+        self._joined_at = 0.0
         self._last_batch = 0.0  # when the fetch process last handed over a batch
         self._consumer_config = {
             "bootstrap_servers": bootstrap,
@@ -196,6 +209,7 @@ class KafkaTransport:
             "acks": "all",
             "linger_ms": 5,
             "max_request_size": MAX_CHECKPOINT_BYTES,
+            "compression_type": COMPRESSION_TYPE,
         }
         if self.transactional:
             self._producer_config.update(
@@ -208,6 +222,10 @@ class KafkaTransport:
             self.producer = self._new_producer()
         except KafkaError as err:
             raise TransportError(f"cannot connect to Kafka at {bootstrap}: {err}") from err
+        # With a fetch process the member polls rarely: the coordinator tells of a rebalance.
+        self._watch = None
+        if fetch_process:
+            self._watch = GroupWatch({"bootstrap_servers": bootstrap, "client_id": f"{client_id}-watch"}, group)
         self._start_fetcher()
 
     def _start_fetcher(self) -> None:
@@ -264,7 +282,10 @@ class KafkaTransport:
             self._subscribe()
         if self._fetcher is not None:
             return self._poll_fetched(max_records, timeout_s)
-        records = self.consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        try:
+            records = self.consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        except READ_ERRORS as err:
+            raise self._unreadable(err) from err
         if not records:
             return ()
         if len(records) == 1:
@@ -273,6 +294,12 @@ class KafkaTransport:
         for partition_records in records.values():
             batch.extend(partition_records)
         return batch
+
+    def _unreadable(self, err: Exception) -> UnreadableMessage:
+        """Without a fetch process: which held partition cannot be read, from which offset."""
+        positions = {tp.partition: self.consumer.position(tp) for tp in self.consumer.assignment() if tp.topic == self.topic}
+        partition, offset = locate(self._consumer_config, self.topic, positions) or (None, None)
+        return unreadable_message(self.topic, partition, offset, f"{type(err).__name__}: {err}")
 
     def _subscribe(self) -> None:
         self.consumer.subscribe([self.topic], listener=self._listener)
@@ -315,16 +342,20 @@ class KafkaTransport:
         interval (heartbeats have their own thread). Anything it fetched is not used.
 
         kafka-python moves a join on only while poll waits, so it waits while the group is
-        unsettled; once settled, a poll without waiting every ``MEMBERSHIP_POLL_S`` is enough
-        while batches come (each costs one to two milliseconds: every 0.1 s, that was 1-2 % of
-        the worker's time), and every ``IDLE_MEMBERSHIP_POLL_S`` when none has come for that long.
-        A settled poll that is due waits for a moment with no batch waiting (for at most
-        another ``MEMBERSHIP_POLL_S``, still inside max.poll.interval), and for an
-        at-least-once commit in flight, which uses the consumer, to land: the worker never
-        stops serving to wait for either.
+        unsettled: this member holds no partitions, is not a stable member (``group_metadata``:
+        joining, or forgotten by the group), or the coordinator has shown the group rebalancing
+        since this member last joined (:mod:`consumers.group_watch`, asked every second; the
+        polls then wait until kafka-python's heartbeat, every ``heartbeat_interval_ms``, has
+        heard of it too and the member has joined: a few seconds without serving, before a
+        rebalance that takes the partitions away anyway). Once settled, a poll without waiting
+        every ``MEMBERSHIP_POLL_S`` is enough while batches come (each costs one to two
+        milliseconds: every 0.1 s, that was 1-2 % of the worker's time), and every
+        ``IDLE_MEMBERSHIP_POLL_S`` when none has come for that long. A settled poll that is
+        due waits for a moment with no batch waiting (for at most another ``MEMBERSHIP_POLL_S``,
+        still inside max.poll.interval), and for an at-least-once commit in flight, which
+        uses the consumer, to land: the worker never stops serving to wait for either.
         """
-        coordinator = getattr(self.consumer, "_coordinator", None)
-        settled = bool(self.consumer.assignment()) and coordinator is not None and not coordinator.need_rejoin()
+        settled = bool(self.consumer.assignment()) and self._stable_member()
         now = time.monotonic()
         if settled:
             since = now - self._membership_polled
@@ -341,6 +372,18 @@ class KafkaTransport:
         else:
             self.consumer.poll(timeout_ms=0)
         self._membership_polled = now
+
+    def _stable_member(self) -> bool:
+        """Whether this member is stable in its group and the coordinator has not shown the
+        group rebalancing (or without it) since this member's generation began."""
+        metadata = self.consumer.group_metadata()
+        if metadata.generation_id != self._generation:
+            self._generation, self._joined_at = metadata.generation_id, time.monotonic()
+        if self._watch is not None:
+            self._watch.member_id = metadata.member_id
+        if metadata.state != MemberState.STABLE:
+            return False
+        return self._watch is None or not self._watch.unsettled_since(self._joined_at)
 
     def _begin(self) -> None:
         if self.transactional and not self._in_transaction:
@@ -562,6 +605,8 @@ class KafkaTransport:
                 log.warning("could not abort the open transaction at close (%r); the broker aborts it on timeout", err)
         if self._fetcher is not None:
             self._fetcher.close()
+        if self._watch is not None:
+            self._watch.close()
         for close in (lambda: self.producer.close(timeout=5), lambda: self.consumer.close(autocommit=False)):
             try:
                 _within(15.0, close)

@@ -7,7 +7,8 @@
      ├── InvalidEvent         a message that is not a valid event (carries a reason)
      ├── BrokerError          the local Kafka broker could not be set up, started or stopped
      ├── TransportError       the message transport (Kafka or embedded) failed
-     └── StateError           model state could not be stored or restored
+     ├── StateError           model state could not be stored or restored
+     └── UnreadableMessage    an input message no retry can read (a codec, a corrupt record)
 
 Catch :class:`StreamCDError` to handle anything the product raises on purpose.
 """
@@ -21,6 +22,7 @@ __all__ = [
     "BrokerError",
     "TransportError",
     "StateError",
+    "UnreadableMessage",
 ]
 
 
@@ -55,3 +57,20 @@ class TransportError(StreamCDError, RuntimeError):
 
 class StateError(StreamCDError, RuntimeError):
     """Model state could not be saved, verified or restored."""
+
+
+class UnreadableMessage(StreamCDError, RuntimeError):
+    """A message of the input cannot be read at all (its batch's codec cannot be decoded,
+    a corrupt record): reading it again fails the same way, so the worker stops instead
+    of retrying. Not a :class:`TransportError`, which the worker recovers from.
+
+    >>> err = UnreadableMessage("cannot read it", "events", 2, 41)
+    >>> (err.topic, err.partition, err.offset)
+    ('events', 2, 41)
+    """
+
+    def __init__(self, message: str, topic: str, partition: int | None, offset: int | None) -> None:
+        super().__init__(message)
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
