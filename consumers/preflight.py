@@ -47,8 +47,8 @@ def explain(messages: list[str], bootstrap: str, protocol: str, user: str | None
             hint = f"the broker speaks TLS; set security.protocol=SSL or SASL_SSL in {source}"
         return f"the TLS handshake with {bootstrap} failed: {detail}; {hint}"
     if protocol.startswith("SASL") and ("SaslAuthenticationFailed" in text or _lost_at_login(messages)):
-        reason = next((m.split("Connection failed: ")[-1] for m in messages if "SaslAuthenticationFailed" in m),
-                      "the broker closed the connection at login")
+        reason = next((m.rsplit("SaslAuthenticationFailedError: ", 1)[-1].rstrip(")") for m in messages
+                       if "SaslAuthenticationFailedError: " in m), "the broker closed the connection at login")
         return f"authentication failed for user {user} at {bootstrap}: {reason}; check sasl.username and sasl.password in {source}"
     if "UnsupportedSaslMechanism" in text:
         reason = next(m for m in messages if "UnsupportedSaslMechanism" in m)
