@@ -27,10 +27,11 @@ def committed_reader(bootstrap: str, client_id: str, **options) -> KafkaConsumer
     )
 
 
-def committed_records(bootstrap: str, topic: str, timeout_s: float = 60.0) -> Iterator:
+def committed_records(bootstrap: str, topic: str, timeout_s: float = 60.0, client_options: dict | None = None) -> Iterator:
     """Every committed record of ``topic`` from its start to its end at the time of the call."""
     consumer = committed_reader(
-        bootstrap, "stream-cd-restore", max_partition_fetch_bytes=MAX_CHECKPOINT_BYTES, fetch_max_bytes=MAX_CHECKPOINT_BYTES
+        bootstrap, "stream-cd-restore", max_partition_fetch_bytes=MAX_CHECKPOINT_BYTES, fetch_max_bytes=MAX_CHECKPOINT_BYTES,
+        **(client_options or {}),
     )
     try:
         parts = consumer.partitions_for_topic(topic)
@@ -57,7 +58,8 @@ def covered_partitions(record) -> set[int]:
     return {int(p) for p in header.decode().split(",") if p}
 
 
-def read_checkpoints(bootstrap: str, topic: str, timeout_s: float = 60.0) -> dict[str, tuple[set[int], list[tuple[int, bytes]]]]:
+def read_checkpoints(bootstrap: str, topic: str, timeout_s: float = 60.0,
+                     client_options: dict | None = None) -> dict[str, tuple[set[int], list[tuple[int, bytes]]]]:
     """Per key: the partitions any of its versions covers, and every stored version
     (offset, blob), oldest first. A tombstone (null value) deletes the versions before it.
 
@@ -65,7 +67,7 @@ def read_checkpoints(bootstrap: str, topic: str, timeout_s: float = 60.0) -> dic
     without one still counts for the partitions its key's other versions cover.
     """
     found: dict[str, tuple[set[int], list[tuple[int, bytes]]]] = {}
-    for record in committed_records(bootstrap, topic, timeout_s):
+    for record in committed_records(bootstrap, topic, timeout_s, client_options):
         key = record.key.decode() if record.key else ""
         if record.value is None:
             found.pop(key, None)

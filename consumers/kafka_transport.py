@@ -152,12 +152,15 @@ class KafkaTransport:
         fetch_process: bool = True,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         before_commit: Callable[[], None] | None = None,
+        client_options: dict | None = None,
     ) -> None:
         """``before_commit`` runs in the commit's thread before anything of the commit: it may
-        raise :class:`KafkaError`, and the commit then fails."""
+        raise :class:`KafkaError`, and the commit then fails. ``client_options`` (kafka-python
+        settings: security, SASL, TLS) go to every client, the fetch process's too."""
         if (checkpoints_topic is None) != (transactional_id is None):
             raise ValueError("exactly-once needs both checkpoints_topic and transactional_id")
         self.bootstrap = bootstrap
+        self.client_options = dict(client_options or {})
         self.topic = topic
         self.checkpoints_topic = checkpoints_topic
         self.transactional = transactional_id is not None
@@ -185,6 +188,7 @@ class KafkaTransport:
             # A crashed worker's partitions move after 10 s instead of Kafka's default 45 s.
             "session_timeout_ms": 10_000,
             "heartbeat_interval_ms": 3_000,
+            **self.client_options,
         }
         self._producer_config = {
             "bootstrap_servers": bootstrap,
@@ -192,6 +196,7 @@ class KafkaTransport:
             "acks": "all",
             "linger_ms": 5,
             "max_request_size": MAX_CHECKPOINT_BYTES,
+            **self.client_options,
         }
         if self.transactional:
             self._producer_config.update(
@@ -461,7 +466,7 @@ class KafkaTransport:
         self._land()
         wanted = set(partitions)
         try:
-            found = read_checkpoints(self.bootstrap, self.checkpoints_topic)
+            found = read_checkpoints(self.bootstrap, self.checkpoints_topic, client_options=self.client_options)
         except (KafkaError, StateError) as err:
             raise TransportError(f"reading checkpoints from {self.checkpoints_topic!r} failed: {err}") from err
         return {key: versions for key, (covered, versions) in found.items() if covered & wanted}
