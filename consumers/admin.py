@@ -63,10 +63,11 @@ def _quiet(logger: str = "kafka") -> Iterator[None]:
         log.setLevel(level)
 
 
-def broker_cluster_id(bootstrap: str, timeout_s: float = 2.0) -> str | None:
+def broker_cluster_id(bootstrap: str, timeout_s: float = 2.0, client_options: dict | None = None) -> str | None:
     """Return the cluster id of the broker answering metadata at ``bootstrap``; None if none does.
 
-    Never raises: any failure (nothing listening, timeout, not Kafka) gives None.
+    Never raises: any failure (nothing listening, timeout, not Kafka, a refused login) gives None.
+    ``client_options`` (kafka-python settings, see :mod:`consumers.client_config`) secure the connection.
 
     >>> broker_cluster_id("127.0.0.1:1", timeout_s=0.3) is None
     True
@@ -82,6 +83,7 @@ def broker_cluster_id(bootstrap: str, timeout_s: float = 2.0) -> str | None:
                 request_timeout_ms=timeout_ms,
                 reconnect_backoff_ms=50,
                 reconnect_backoff_max_ms=200,
+                **(client_options or {}),
             )
             cluster_id = client.describe_cluster().get("cluster_id")
             return str(cluster_id) if cluster_id else None
@@ -96,7 +98,7 @@ def broker_cluster_id(bootstrap: str, timeout_s: float = 2.0) -> str | None:
 
 
 @contextmanager
-def admin_client(bootstrap: str, timeout_s: float = 30.0) -> Iterator[KafkaAdminClient]:
+def admin_client(bootstrap: str, timeout_s: float = 30.0, client_options: dict | None = None) -> Iterator[KafkaAdminClient]:
     """A connected ``KafkaAdminClient``, closed on exit; :class:`TransportError` if unreachable."""
     timeout_ms = int(timeout_s * 1000)
     try:
@@ -105,6 +107,7 @@ def admin_client(bootstrap: str, timeout_s: float = 30.0) -> Iterator[KafkaAdmin
             client_id="stream-cd-admin",
             bootstrap_timeout_ms=timeout_ms,
             request_timeout_ms=timeout_ms,
+            **(client_options or {}),
         )
     except KafkaError as err:
         raise TransportError(f"no Kafka broker answered at {bootstrap} within {timeout_s:.0f} s ({err}); "
@@ -121,7 +124,8 @@ def _topic_configs(client: KafkaAdminClient, names: list[str]) -> dict[str, dict
     return {name: {key: entry.get("value") for key, entry in described.get(name, {}).items()} for name in names}
 
 
-def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], timeout_s: float = 30.0) -> list[str]:
+def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], timeout_s: float = 30.0,
+                  client_options: dict | None = None) -> list[str]:
     """Create the topics of ``specs`` that do not exist yet; return the names created.
 
     Existing topics are left alone, except that those with ``check=True`` must
@@ -132,7 +136,7 @@ def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], timeout_s: float =
     specs = list(specs)
     if not specs:
         return []
-    with admin_client(bootstrap, timeout_s) as client:
+    with admin_client(bootstrap, timeout_s, client_options) as client:
         try:
             existing = set(client.list_topics())
             missing = [s for s in specs if s.name not in existing]
@@ -184,9 +188,9 @@ def _check(client: KafkaAdminClient, specs: list[TopicSpec]) -> None:
                 )
 
 
-def partition_count(bootstrap: str, topic: str, timeout_s: float = 30.0) -> int | None:
+def partition_count(bootstrap: str, topic: str, timeout_s: float = 30.0, client_options: dict | None = None) -> int | None:
     """How many partitions ``topic`` has; None when it does not exist."""
-    with admin_client(bootstrap, timeout_s) as client:
+    with admin_client(bootstrap, timeout_s, client_options) as client:
         try:
             if topic not in set(client.list_topics()):
                 return None

@@ -29,11 +29,12 @@ def committed_reader(bootstrap: str, client_id: str, **options) -> KafkaConsumer
 
 
 def committed_records(bootstrap: str, topic: str, timeout_s: float = 60.0,
-                      partitions: Iterable[int] | None = None) -> Iterator:
+                      partitions: Iterable[int] | None = None, client_options: dict | None = None) -> Iterator:
     """Every committed record of ``topic`` (of its ``partitions`` only, when given) from its
     start to its end at the time of the call; each partition's in the order written."""
     consumer = committed_reader(
-        bootstrap, "stream-cd-restore", max_partition_fetch_bytes=MAX_CHECKPOINT_BYTES, fetch_max_bytes=MAX_CHECKPOINT_BYTES
+        bootstrap, "stream-cd-restore", max_partition_fetch_bytes=MAX_CHECKPOINT_BYTES, fetch_max_bytes=MAX_CHECKPOINT_BYTES,
+        **(client_options or {}),
     )
     try:
         parts = consumer.partitions_for_topic(topic)
@@ -65,7 +66,8 @@ def covered_partitions(record) -> set[int]:
 
 
 def read_checkpoints(bootstrap: str, topic: str, timeout_s: float = 60.0,
-                     partitions: Iterable[int] | None = None) -> dict[str, list[tuple[int, int, bytes]]]:
+                     partitions: Iterable[int] | None = None,
+                     client_options: dict | None = None) -> dict[str, list[tuple[int, int, bytes]]]:
     """Per state record, every stored version still there as (offset, ring slot, blob),
     oldest first: what ``stream-cd checkpoints`` lists and tests inspect (a worker's
     restore keeps only the newest good one, :func:`stream_cd.state.newest.newest_versions`).
@@ -73,7 +75,7 @@ def read_checkpoints(bootstrap: str, topic: str, timeout_s: float = 60.0,
     are left out.
     """
     found: dict[str, list[tuple[int, int, bytes]]] = {}
-    for record in committed_records(bootstrap, topic, timeout_s, partitions):
+    for record in committed_records(bootstrap, topic, timeout_s, partitions, client_options):
         parsed = parse_store_key(record.key.decode() if record.key else "")
         if parsed is None:
             continue

@@ -165,12 +165,15 @@ class KafkaTransport:
         fetch_process: bool = True,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         before_commit: Callable[[], None] | None = None,
+        client_options: dict | None = None,
     ) -> None:
         """``before_commit`` runs in the commit's thread before anything of the commit: it may
-        raise :class:`KafkaError`, and the commit then fails."""
+        raise :class:`KafkaError`, and the commit then fails. ``client_options`` (kafka-python
+        settings: security, SASL, TLS) go to every client, the fetch process's too."""
         if (checkpoints_topic is None) != (transactional_id is None):
             raise ValueError("exactly-once needs both checkpoints_topic and transactional_id")
         self.bootstrap = bootstrap
+        self.client_options = dict(client_options or {})
         self.topic = topic
         self.checkpoints_topic = checkpoints_topic
         self.transactional = transactional_id is not None
@@ -202,6 +205,7 @@ class KafkaTransport:
             # A crashed worker's partitions move after 10 s instead of Kafka's default 45 s.
             "session_timeout_ms": 10_000,
             "heartbeat_interval_ms": 3_000,
+            **self.client_options,
         }
         self._producer_config = {
             "bootstrap_servers": bootstrap,
@@ -210,6 +214,7 @@ class KafkaTransport:
             "linger_ms": 5,
             "max_request_size": MAX_CHECKPOINT_BYTES,
             "compression_type": COMPRESSION_TYPE,
+            **self.client_options,
         }
         if self.transactional:
             self._producer_config.update(
@@ -225,7 +230,8 @@ class KafkaTransport:
         # With a fetch process the member polls rarely: the coordinator tells of a rebalance.
         self._watch = None
         if fetch_process:
-            self._watch = GroupWatch({"bootstrap_servers": bootstrap, "client_id": f"{client_id}-watch"}, group)
+            self._watch = GroupWatch({"bootstrap_servers": bootstrap, "client_id": f"{client_id}-watch",
+                                      **self.client_options}, group)
         self._start_fetcher()
 
     def _start_fetcher(self) -> None:
@@ -516,7 +522,8 @@ class KafkaTransport:
         self._land()
         self._make_room(partitions)
         try:
-            records = committed_records(self.bootstrap, self.checkpoints_topic, partitions=partitions)
+            records = committed_records(self.bootstrap, self.checkpoints_topic, partitions=partitions,
+                                        client_options=self.client_options)
             stream = ((r.key.decode() if r.key else "", r.offset, r.value) for r in self._counted(records))
             return newest_versions(stream, opener, older)
         except (KafkaError, StateError) as err:
@@ -532,7 +539,8 @@ class KafkaTransport:
         need = max(partitions, default=-1) + 1
         if need <= have:
             return
-        ensure_topics(self.bootstrap, [TopicSpec(self.checkpoints_topic, partitions=need, check=True, grow=True)])
+        ensure_topics(self.bootstrap, [TopicSpec(self.checkpoints_topic, partitions=need, check=True, grow=True)],
+                      client_options=self.client_options)
         raise TransportError(f"the checkpoints topic {self.checkpoints_topic!r} had {have} partitions, fewer than the "
                              f"events topic's {need}; it now has {need}, and the worker starts over with new clients")
 

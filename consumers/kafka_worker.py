@@ -57,6 +57,7 @@ def run_kafka_worker(
     stop: threading.Event | None = None,
     publish_predictions: bool = False,
     fetch_process: bool = True,
+    client_options: dict | None = None,
     **options,
 ) -> WorkerStats:
     """Consume ``topics.events`` in ``group`` until a stop condition; return the loop's counts.
@@ -70,6 +71,8 @@ def run_kafka_worker(
     With ``publish_predictions`` every served prediction goes to ``topics.predictions``
     at once, outside the transaction (see :mod:`producers.predictions`); each commit
     first makes sure those of the requests it covers were delivered.
+
+    ``client_options`` (kafka-python settings: security, SASL, TLS) go to every client it makes.
     """
     # A dead letter carries its original bytes plus headers: room for any message the events topic took.
     dead_letter = TopicSpec(topics.dead_letter, config={"max.message.bytes": str(DEAD_LETTER_MAX_BYTES)})
@@ -77,13 +80,14 @@ def run_kafka_worker(
     if publish_predictions:
         specs.append(TopicSpec(topics.predictions))
     if state_key is not None:
-        events_partitions = partition_count(bootstrap, topics.events) or 1
+        events_partitions = partition_count(bootstrap, topics.events, client_options=client_options) or 1
         specs.append(checkpoint_topic_spec(topics.checkpoints, events_partitions,
                                            options.get("max_snapshot_bytes", DEFAULT_MAX_SNAPSHOT_BYTES)))
-    ensure_topics(bootstrap, specs)
+    ensure_topics(bootstrap, specs, client_options=client_options)
     publisher = None
     if publish_predictions:
-        publisher = PredictionPublisher(bootstrap, topics.predictions, client_id=f"{group}.{worker_id}.predictions")
+        publisher = PredictionPublisher(bootstrap, topics.predictions, client_id=f"{group}.{worker_id}.predictions",
+                                        client_options=client_options)
         options["on_prediction"] = _both(publisher.publish, options.pop("on_prediction", None))
     try:
         transport = KafkaTransport(
@@ -96,6 +100,7 @@ def run_kafka_worker(
             fetch_process=fetch_process,
             max_event_bytes=pipeline.config.max_event_bytes,
             before_commit=None if publisher is None else lambda: publisher.flush(COMMIT_TIMEOUT_S),
+            client_options=client_options,
         )
         try:
             worker = Worker(transport, pipeline, topics, state_key=state_key, **options)

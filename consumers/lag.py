@@ -23,8 +23,10 @@ log = logging.getLogger(__name__)
 class EndOffsets:
     """``partitions -> {partition: (end offset, committed offset or None)}`` of ``topic`` in ``group``."""
 
-    def __init__(self, bootstrap: str, topic: str, group: str, *, timeout_s: float = 5.0, min_interval_s: float = 1.0) -> None:
+    def __init__(self, bootstrap: str, topic: str, group: str, *, timeout_s: float = 5.0, min_interval_s: float = 1.0,
+                 client_options: dict | None = None) -> None:
         self.bootstrap = bootstrap
+        self.client_options = dict(client_options or {})
         self.topic = topic
         self.group = group
         self.timeout_s = timeout_s
@@ -54,7 +56,7 @@ class EndOffsets:
         if self._consumer is None:
             self._consumer = KafkaConsumer(
                 bootstrap_servers=self.bootstrap, group_id=self.group, client_id="stream-cd-lag",
-                enable_auto_commit=False, isolation_level="read_committed",
+                enable_auto_commit=False, isolation_level="read_committed", **self.client_options,
             )
         return self._consumer
 

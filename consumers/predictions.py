@@ -30,7 +30,7 @@ class PredictionFeed:
     """Reads ``topic`` from its current end on; ``deliver(records)`` gets each poll's records."""
 
     def __init__(self, bootstrap: str, topic: str, deliver: Callable[[list[dict]], None], *,
-                 client_id: str = "stream-cd-serve-feed", poll_ms: int = 100) -> None:
+                 client_id: str = "stream-cd-serve-feed", poll_ms: int = 100, client_options: dict | None = None) -> None:
         self.topic = topic
         self._deliver = deliver
         self._poll_ms = poll_ms
@@ -39,7 +39,7 @@ class PredictionFeed:
         try:
             self._consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id=client_id, group_id=None,
                                            enable_auto_commit=False, isolation_level="read_committed",
-                                           fetch_max_wait_ms=poll_ms)
+                                           fetch_max_wait_ms=poll_ms, **(client_options or {}))
             partitions = self._consumer.partitions_for_topic(topic)
             if not partitions:
                 raise TransportError(f"topic {topic!r} has no partitions (does it exist?)")

@@ -42,6 +42,7 @@ def subscribe_decisions(
     key: str | None = None,
     poll_timeout_s: float = 0.5,
     stop: threading.Event | None = None,
+    client_options: dict | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Yield decisions (dicts) from the control topic.
 
@@ -49,11 +50,12 @@ def subscribe_decisions(
     Without ``follow`` it stops once it has read up to where the topic ended
     when it started; with ``follow`` it waits for new decisions until closed.
     ``key`` keeps only one model key's decisions; ``max_decisions`` stops after that many;
-    ``stop`` (an event) ends it between polls.
+    ``stop`` (an event) ends it between polls. ``client_options`` are kafka-python settings
+    for a secured cluster (:func:`consumers.client_config.load_client_config` reads them from a file).
     """
     if max_decisions is not None and max_decisions <= 0:
         return
-    consumer = committed_reader(bootstrap, "stream-cd-decisions")
+    consumer = committed_reader(bootstrap, "stream-cd-decisions", **(client_options or {}))
     try:
         parts = _partitions(consumer, topic, wait_s=10.0 if follow else 3.0)
         if not parts:

@@ -49,14 +49,14 @@ class PredictionPublisher:
     """Publishes served-prediction records to ``topic``, keyed by model key."""
 
     def __init__(self, bootstrap: str, topic: str, *, client_id: str = "stream-cd-predictions",
-                 linger_ms: int = LINGER_MS) -> None:
+                 linger_ms: int = LINGER_MS, client_options: dict | None = None) -> None:
         self.topic = topic
         self._failures: list[BaseException] = []
         self._lock = threading.Lock()
         try:
             self._producer = KafkaProducer(
                 bootstrap_servers=bootstrap, client_id=client_id, acks="all", enable_idempotence=True,
-                linger_ms=linger_ms, compression_type=COMPRESSION_TYPE,
+                linger_ms=linger_ms, compression_type=COMPRESSION_TYPE, **(client_options or {}),
             )
         except KafkaError as err:
             raise TransportError(f"cannot connect to Kafka at {bootstrap}: {err}") from err

@@ -33,14 +33,17 @@ def replay_to_kafka(
     *,
     rate: float | None = None,
     on_sent: Callable[[int], None] | None = None,
+    client_options: dict | None = None,
 ) -> int:
     """Send every event to ``topic``; return how many were sent.
 
     ``rate`` paces the sends at that many events per second. Each message's
-    timestamp is its send time, from which latency is measured.
+    timestamp is its send time, from which latency is measured. ``client_options`` are
+    kafka-python settings for a secured cluster.
     """
     try:
-        producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=10, batch_size=256 * 1024)
+        producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=10, batch_size=256 * 1024,
+                                 **(client_options or {}))
     except KafkaError as err:
         raise TransportError(f"cannot connect to Kafka at {bootstrap}: {err}") from err
     sent = 0

@@ -260,13 +260,15 @@ def make_app(settings: ServeSettings, send: Send, waiting: Waiting, healthy: Cal
 
 def serve(bootstrap: str, topics: Topics, *, host: str = "127.0.0.1", port: int = 8080,
           timeout_s: float = DEFAULT_TIMEOUT_S, token: str | None = None,
-          on_ready: Callable[[str], None] | None = None) -> None:
-    """Run the HTTP server on Kafka until SIGTERM or SIGINT; ``on_ready(url)`` once it listens."""
-    asyncio.run(_serve(bootstrap, topics, host, port, ServeSettings(topics, timeout_s, token), on_ready))
+          on_ready: Callable[[str], None] | None = None, client_options: dict | None = None) -> None:
+    """Run the HTTP server on Kafka until SIGTERM or SIGINT; ``on_ready(url)`` once it listens.
+    ``client_options`` (kafka-python settings: security, SASL, TLS) go to its every client."""
+    asyncio.run(_serve(bootstrap, topics, host, port, ServeSettings(topics, timeout_s, token), on_ready,
+                       dict(client_options or {})))
 
 
 async def _serve(bootstrap: str, topics: Topics, host: str, port: int, settings: ServeSettings,
-                 on_ready: Callable[[str], None] | None) -> None:
+                 on_ready: Callable[[str], None] | None, client_options: dict) -> None:
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
@@ -275,15 +277,17 @@ async def _serve(bootstrap: str, topics: Topics, host: str, port: int, settings:
     from stream_cd.errors import TransportError
 
     loop = asyncio.get_running_loop()
-    await loop.run_in_executor(None, ensure_topics, bootstrap, [TopicSpec(topics.events), TopicSpec(topics.predictions)])
+    await loop.run_in_executor(None, ensure_topics, bootstrap, [TopicSpec(topics.events), TopicSpec(topics.predictions)],
+                               30.0, client_options)
     try:
         producer = KafkaProducer(bootstrap_servers=bootstrap, client_id="stream-cd-serve", acks="all",
-                                 enable_idempotence=True, linger_ms=1)
+                                 enable_idempotence=True, linger_ms=1, **client_options)
         producer.partitions_for(topics.events)  # its metadata now, not at the first request
     except KafkaError as err:
         raise TransportError(f"cannot connect to Kafka at {bootstrap}: {err}") from err
     waiting = Waiting()
-    feed = PredictionFeed(bootstrap, topics.predictions, lambda records: loop.call_soon_threadsafe(waiting.deliver, records))
+    feed = PredictionFeed(bootstrap, topics.predictions, lambda records: loop.call_soon_threadsafe(waiting.deliver, records),
+                          client_options=client_options)
 
     async def send(topic: str, key: bytes, value: bytes) -> None:
         done = loop.create_future()

@@ -27,6 +27,8 @@ from pathlib import Path
 
 from stream_cd.broker import jars
 from stream_cd.broker.config import HOST, BrokerState, free_port, new_cluster_id, server_properties
+from stream_cd.broker.security import (ScramUser, client_properties, ensure_certificates, scram_format_argument,
+                                       secure_properties, write_private)
 from stream_cd.broker.process import alive, command_line, log_tail, terminate
 from stream_cd.errors import BrokerError
 
@@ -104,6 +106,20 @@ class LocalBroker:
     def out_file(self) -> Path:
         return self.dir / "broker.out"
 
+    @property
+    def secure_dir(self) -> Path:
+        return self.dir / "secure"
+
+    @property
+    def client_properties(self) -> Path:
+        """The client properties (``--kafka-config``) of a secured broker's SCRAM user."""
+        return self.dir / "client.properties"
+
+    def secure(self) -> bool:
+        """True when this directory's broker is (or will be, once formatted) a secured one."""
+        state = BrokerState.load(self.state_file)
+        return bool(state and state.secure)
+
     def formatted(self) -> bool:
         """True when the storage of this directory has been formatted."""
         return (self.data_dir / "meta.properties").is_file()
@@ -129,7 +145,7 @@ class LocalBroker:
             text = self.properties.read_text()
         except FileNotFoundError:
             return None
-        match = re.search(r"^advertised\.listeners=PLAINTEXT://[^:]+:(\d+)", text, re.M)
+        match = re.search(r"^advertised\.listeners=[A-Z_]+://[^:]+:(\d+)", text, re.M)
         return int(match.group(1)) if match else None
 
     def status(self) -> BrokerStatus:
@@ -148,8 +164,12 @@ class LocalBroker:
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield
 
-    def start(self, probe: Probe, port: int | None = None, timeout_s: float = 60.0) -> str:
+    def start(self, probe: Probe, port: int | None = None, timeout_s: float = 60.0, secure: bool = False) -> str:
         """Start the broker (or find it running) and return its bootstrap address.
+
+        ``secure`` makes the client listener SASL_SSL (see :mod:`stream_cd.broker.security`);
+        the probe then has to log in with :attr:`client_properties`. A directory stays
+        what its first start made it, plain or secured.
 
         Raises :class:`BrokerError` when it cannot be prepared, exits early or is
         not ready within ``timeout_s`` seconds (then it is killed); the message
@@ -157,6 +177,8 @@ class LocalBroker:
         """
         with self._locked():
             current = self.status()
+            if current.running and secure != self.secure():
+                raise BrokerError(self._kind_mismatch(secure))
             if current.running:
                 if port is not None and current.address != f"{HOST}:{port}":
                     raise BrokerError(
@@ -173,14 +195,27 @@ class LocalBroker:
             java = jars.find_java()
             jars.check_java(java)
             lib = jars.ensure_jars(self.say)
-            state = self._prepare_state(port)
-            self.properties.write_text(server_properties(port, state.controller_port, self.data_dir))
+            state = self._prepare_state(port, secure)
+            user = self._secure_files(port, state) if secure else None
+            overrides = None if user is None else secure_properties(
+                port, state.controller_port, HOST, user, self.secure_dir / "broker.pem", self.secure_dir / "ca.pem")
+            write_private(self.properties, server_properties(port, state.controller_port, self.data_dir, overrides=overrides))
             if not self.formatted():
-                self._format(java, lib, state)
+                self._format(java, lib, state, user)
             return self._launch(java, lib, state, port, probe, timeout_s)
 
-    def _prepare_state(self, port: int) -> BrokerState:
+    def _kind_mismatch(self, secure: bool) -> str:
+        have, want = ("a secured", "plain") if self.secure() else ("a plain", "secured")
+        again = "with --secure" if want == "plain" else "without --secure"
+        return f"{self.dir} holds {have} broker; it cannot become a {want} one: start it {again}, or use another --dir"
+
+    def _prepare_state(self, port: int, secure: bool = False) -> BrokerState:
         state = BrokerState.load(self.state_file)
+        if state is not None and state.secure != secure:
+            if self.formatted():
+                raise BrokerError(self._kind_mismatch(secure))
+            state = BrokerState(state.cluster_id, state.controller_port, secure)
+            self.state_file.write_text(state.to_json())
         if state is None:
             if self.formatted():
                 raise BrokerError(
@@ -190,7 +225,7 @@ class LocalBroker:
             controller_port = free_port()
             while controller_port == port:
                 controller_port = free_port()
-            state = BrokerState(new_cluster_id(), controller_port)
+            state = BrokerState(new_cluster_id(), controller_port, secure)
             self.state_file.write_text(state.to_json())
         if state.controller_port == port:
             raise BrokerError(
@@ -210,12 +245,20 @@ class LocalBroker:
             *args,
         ]
 
-    def _format(self, java: str, lib: Path, state: BrokerState) -> None:
+    def _secure_files(self, port: int, state: BrokerState) -> ScramUser:
+        """The certificates (made when missing), the SCRAM user and its client properties."""
+        user = ScramUser.load_or_create(self.secure_dir / "user.json")
+        ca_file, _ = ensure_certificates(self.secure_dir, HOST)
+        write_private(self.client_properties, client_properties(user, ca_file))
+        return user
+
+    def _format(self, java: str, lib: Path, state: BrokerState, user: ScramUser | None = None) -> None:
         self.say(f"formatting broker storage in {self.data_dir} (cluster id {state.cluster_id})")
         self.logs_dir.mkdir(parents=True, exist_ok=True)
+        scram = () if user is None else ("--add-scram", scram_format_argument(user))
         cmd = self._java_command(
             java, lib, "kafka.tools.StorageTool",
-            "format", "--standalone", "-t", state.cluster_id, "-c", str(self.properties),
+            "format", "--standalone", "-t", state.cluster_id, "-c", str(self.properties), *scram,
         )
         done = subprocess.run(cmd, cwd=self.dir, capture_output=True, text=True, timeout=120)
         if done.returncode != 0 or not self.formatted():

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from stream_cd.cli.options import positive_int
+from stream_cd.cli.options import add_kafka_config_flag, kafka_options, positive_int
 
 __all__ = ["register"]
 
@@ -32,6 +32,7 @@ def _register_report(commands: argparse._SubParsersAction) -> None:
     )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--bootstrap", metavar="HOST:PORT", help="read <prefix>.decisions from this Kafka broker, from its beginning")
+    add_kafka_config_flag(p)
     source.add_argument("--from", dest="from_file", metavar="RUN.jsonl",
                         help="read the decisions (and the summary line, if any) from this file; - for stdin")
     p.add_argument("--topic-prefix", default="stream-cd", metavar="P",
@@ -53,7 +54,9 @@ def _report(args: argparse.Namespace) -> int:
         from stream_cd.transport import Topics
 
         topic = Topics(args.topic_prefix).decisions
-        run = read_run(orjson.dumps(d) for d in subscribe_decisions(args.bootstrap, topic, from_beginning=True, key=args.key))
+        options = kafka_options(args)
+        run = read_run(orjson.dumps(d) for d in subscribe_decisions(args.bootstrap, topic, from_beginning=True, key=args.key,
+                                                                    client_options=options))
         source = f"{topic} at {args.bootstrap}"
         if not run.keys:
             raise ConfigError(f"no decisions in {topic} at {args.bootstrap}; check --topic-prefix")

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from stream_cd.cli.options import add_topic_flags, positive_float, positive_int, probability
+from stream_cd.cli.options import add_kafka_flags, add_topic_flags, kafka_options, positive_float, positive_int, probability
 from stream_cd.errors import ConfigError
 from stream_cd.evaluation.definition import KINDS, UNITS, ExperimentDefinition
 from stream_cd.evaluation.interleave import CHAMPION_WINS
@@ -65,7 +65,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     stop.set_defaults(run=_stop)
     status = verbs.add_parser("status", help="the latest state of each experiment, from the decisions topic",
                               description="Read <prefix>.decisions (read_committed) and print each experiment's latest state.")
-    status.add_argument("--bootstrap", required=True, metavar="HOST:PORT", help="Kafka bootstrap address")
+    add_kafka_flags(status)
     add_topic_flags(status, events=False)
     status.add_argument("--key", metavar="K", help="only the experiments of model key K")
     status.add_argument("--json", action="store_true", help="one JSON object per experiment")
@@ -73,7 +73,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--bootstrap", required=True, metavar="HOST:PORT", help="Kafka bootstrap address")
+    add_kafka_flags(p)
     add_topic_flags(p)
     p.add_argument("--key", required=True, metavar="K", help="the model key")
     p.add_argument("--name", required=True, metavar="N", help="the experiment's name, unique within the key")
@@ -115,7 +115,7 @@ def _send(args: argparse.Namespace, message: bytes) -> None:
     from producers.replay import replay_to_kafka
 
     topic = Topics(args.topic_prefix, args.topic or "").events
-    replay_to_kafka([message], args.bootstrap, topic)
+    replay_to_kafka([message], args.bootstrap, topic, client_options=kafka_options(args))
     print(f"sent {orjson.loads(message)['control']} of experiment {args.name!r} for model key {args.key!r} to {topic}",
           file=sys.stderr)
 
@@ -149,7 +149,7 @@ def _status(args: argparse.Namespace) -> int:
     from consumers.subscribe import subscribe_decisions
 
     decisions = list(subscribe_decisions(args.bootstrap, Topics(args.topic_prefix).decisions, from_beginning=True,
-                                         follow=False, key=args.key))
+                                         follow=False, key=args.key, client_options=kafka_options(args)))
     for (key, name), d in sorted(latest_status(decisions).items()):
         row = _row(key, name, d)
         print(orjson.dumps(row).decode() if args.json else _text(row))

@@ -4,30 +4,40 @@
 >>> parser = argparse.ArgumentParser(prog="stream-cd")
 >>> register(parser.add_subparsers(dest="command"))
 >>> args = parser.parse_args(["kafka", "up", "--port", "19092", "--dir", "/tmp/k"])
->>> args.port, args.dir, args.run.__name__
-(19092, '/tmp/k', '_up')
+>>> args.port, args.dir, args.run.__name__, args.secure
+(19092, '/tmp/k', '_up', False)
 """
 
 from __future__ import annotations
 
 import argparse
 
-from stream_cd.broker.manager import DEFAULT_DIR, DEFAULT_PORT, LocalBroker
+from stream_cd.broker.manager import DEFAULT_DIR, DEFAULT_PORT, LocalBroker, Probe
 
 __all__ = ["register"]
 
 EXIT_NOT_RUNNING = 3
 
 
-def _probe(bootstrap: str, timeout_s: float) -> str | None:
-    # Imported here: the core package never imports kafka-python at module level.
-    from consumers.admin import broker_cluster_id
+def _probe(broker: LocalBroker, secure: bool) -> Probe:
+    """The readiness probe; a secured broker's logs in with the client properties ``start`` wrote."""
 
-    return broker_cluster_id(bootstrap, timeout_s)
+    def probe(bootstrap: str, timeout_s: float) -> str | None:
+        # Imported here: the core package never imports kafka-python at module level.
+        from consumers.admin import broker_cluster_id
+        from consumers.client_config import load_client_config
+
+        options = load_client_config(broker.client_properties).options if secure else {}
+        return broker_cluster_id(bootstrap, timeout_s, client_options=options)
+
+    return probe
 
 
 def _up(args: argparse.Namespace) -> int:
-    address = LocalBroker(args.dir).start(_probe, port=args.port, timeout_s=args.timeout)
+    broker = LocalBroker(args.dir)
+    address = broker.start(_probe(broker, args.secure), port=args.port, timeout_s=args.timeout, secure=args.secure)
+    if args.secure:
+        print(f"client config (for --kafka-config): {broker.client_properties}", flush=True)
     print(address, flush=True)
     return 0
 
@@ -71,6 +81,11 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     )
     up.add_argument("--port", type=int, default=None, metavar="P",
                     help=f"client port on 127.0.0.1 (default: {DEFAULT_PORT})")
+    up.add_argument("--secure", action="store_true",
+                    help="a SASL_SSL client listener (SCRAM-SHA-512, certificates made at the first start): "
+                         "the SCRAM user's client properties are written to D/client.properties (mode 0600) "
+                         "and their path printed before the address. A directory keeps the kind its first "
+                         "start gave it")
     _dir_option(up)
     up.add_argument("--timeout", type=float, default=60.0, metavar="S",
                     help="seconds to wait for the broker to be ready before stopping it (default: 60)")

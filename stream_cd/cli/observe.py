@@ -46,7 +46,8 @@ def add_observe_flags(parser: argparse.ArgumentParser) -> None:
 
 
 @contextmanager
-def observing(args: argparse.Namespace, *, worker_id: str, group: str, topic: str, bootstrap: str) -> Iterator[WorkerMetrics | None]:
+def observing(args: argparse.Namespace, *, worker_id: str, group: str, topic: str, bootstrap: str,
+              client_options: dict | None = None) -> Iterator[WorkerMetrics | None]:
     """Configure the log lines; with ``--metrics-port``, serve the metrics while the block runs
     and yield the observer to hand to the worker (else None)."""
     configure_logging(args.log_format, worker_id)
@@ -56,7 +57,7 @@ def observing(args: argparse.Namespace, *, worker_id: str, group: str, topic: st
     from consumers.lag import EndOffsets
     from stream_cd.observe.exporter import serve_metrics
 
-    lag = EndOffsets(bootstrap, topic, group)
+    lag = EndOffsets(bootstrap, topic, group, client_options=client_options)
     metrics = WorkerMetrics(args.metrics_max_keys, lag_source=lag,
                             info={"worker_id": worker_id, "group": group, "topic": topic, "delivery": args.delivery})
     server = serve_metrics(metrics, args.metrics_port, args.metrics_addr)

@@ -1,17 +1,21 @@
-"""Flags shared by the commands that run the pipeline (``worker`` and ``replay``)."""
+"""Flags shared by the commands: the pipeline's (``worker`` and ``replay``) and the Kafka connection's."""
 
 from __future__ import annotations
 
 import argparse
+import os
 
 import orjson
 
 from stream_cd.config import PipelineConfig
+from stream_cd.errors import ConfigError
 from stream_cd.learning.specs import PRESETS
 from stream_cd.learning.triggers import TriggerSettings
 
-__all__ = ["add_model_flags", "add_topic_flags", "config_from_args", "positive_int", "positive_float", "probability",
-           "non_negative_float"]
+__all__ = ["add_model_flags", "add_topic_flags", "add_kafka_flags", "add_kafka_config_flag", "kafka_options", "config_from_args", "positive_int",
+           "positive_float", "probability", "non_negative_float", "KAFKA_CONFIG_ENV"]
+
+KAFKA_CONFIG_ENV = "STREAM_CD_KAFKA_CONFIG"
 
 
 def positive_int(text: str) -> int:
@@ -143,6 +147,57 @@ def add_topic_flags(parser: argparse.ArgumentParser, events: bool = True) -> Non
                         help="topics are P.events, P.decisions, P.dead-letter, ... (default: stream-cd)")
     if events:
         parser.add_argument("--topic", metavar="T", help="events topic (default: <prefix>.events)")
+
+
+def add_kafka_flags(parser: argparse.ArgumentParser, *, required: bool = True,
+                    help: str = "Kafka bootstrap address") -> None:
+    """``--bootstrap`` and ``--kafka-config``: where Kafka is and how to log in to it.
+
+    >>> p = argparse.ArgumentParser()
+    >>> add_kafka_flags(p)
+    >>> p.parse_args(["--bootstrap", "b:9093", "--kafka-config", "c.properties"]).kafka_config
+    'c.properties'
+    """
+    parser.add_argument("--bootstrap", required=required, metavar="HOST:PORT", help=help)
+    add_kafka_config_flag(parser)
+
+
+def add_kafka_config_flag(parser: argparse.ArgumentParser) -> None:
+    """``--kafka-config`` alone, for a command whose ``--bootstrap`` is one of several sources."""
+    parser.add_argument(
+        "--kafka-config", metavar="FILE",
+        help="Kafka client properties for a secured cluster (security.protocol, sasl.mechanism, sasl.username, "
+             "sasl.password or sasl.jaas.config, ssl.ca.location, ...; values may name ${ENV_VARS}); "
+             f"default: ${KAFKA_CONFIG_ENV} when set, else a plaintext connection. Passwords are never read "
+             "from the command line",
+    )
+
+
+def kafka_options(args: argparse.Namespace) -> dict:
+    """The kafka-python client options of ``--kafka-config`` (or ``$STREAM_CD_KAFKA_CONFIG``), after
+    one login to ``--bootstrap`` that fails within seconds, naming the cause, when it is refused.
+    ``{}`` without a config file.
+
+    >>> kafka_options(argparse.Namespace(bootstrap="b:9092", kafka_config=None)) if not os.environ.get(KAFKA_CONFIG_ENV) else {}
+    {}
+    """
+    path = args.kafka_config or os.environ.get(KAFKA_CONFIG_ENV)
+    if not path or not args.bootstrap:
+        if args.kafka_config:
+            raise ConfigError(f"--kafka-config {args.kafka_config} needs --bootstrap: name the broker to log in to")
+        return {}
+    # Imported here: only a command that talks to Kafka loads its edge.
+    from consumers.client_config import load_client_config
+    from consumers.preflight import check_access
+
+    config = load_client_config(path)
+    if config.bootstrap and args.bootstrap and config.bootstrap != args.bootstrap:
+        import logging
+
+        logging.getLogger(__name__).info("%s names bootstrap.servers=%s; --bootstrap %s is used", path,
+                                         config.bootstrap, args.bootstrap)
+    check_access(args.bootstrap, config.options, path)
+    return config.options
 
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:

@@ -19,8 +19,8 @@ import orjson
 from stream_cd.cli import generate
 from stream_cd.cli.observe import add_observe_flags, observing
 from stream_cd.cli.state_flags import add_state_flags, schedule_from_args
-from stream_cd.cli.options import (add_model_flags, add_topic_flags, config_from_args, non_negative_float,
-                                   positive_float, positive_int)
+from stream_cd.cli.options import (add_kafka_flags, add_model_flags, add_topic_flags, config_from_args, kafka_options,
+                                   non_negative_float, positive_float, positive_int)
 from stream_cd.decisions import Decision
 from stream_cd.errors import ConfigError
 from stream_cd.report import decision_line, summary_json, summary_table
@@ -49,7 +49,7 @@ def _register_worker(commands: argparse._SubParsersAction) -> None:
         "labeled event, publish decisions to <prefix>.decisions and bad messages to <prefix>.dead-letter. "
         "SIGTERM or SIGINT finishes the current batch and exits cleanly.",
     )
-    p.add_argument("--bootstrap", required=True, metavar="HOST:PORT", help="Kafka bootstrap address")
+    add_kafka_flags(p)
     add_topic_flags(p)
     p.add_argument("--group", metavar="G", help="consumer group (default: <prefix>.workers)")
     p.add_argument("--max-events", type=positive_int, metavar="N", help="stop after N consumed messages (valid or not)")
@@ -125,6 +125,7 @@ def _worker(args: argparse.Namespace) -> int:
 
     exactly_once = args.delivery == "exactly-once"
     state_key = state_key_from_env(required=True) if exactly_once else None
+    client_options = kafka_options(args)
     pipeline = Pipeline(config_from_args(args), record_predictions=bool(args.predictions or args.publish_predictions),
                         snapshots=schedule_from_args(args))
     topics = Topics(args.topic_prefix, args.topic or "")
@@ -133,7 +134,8 @@ def _worker(args: argparse.Namespace) -> int:
     from consumers.kafka_worker import run_kafka_worker
 
     with _stop_on_signals() as stop, _prediction_sinks(args) as write_file, \
-            observing(args, worker_id=worker_id, group=group, topic=topics.events, bootstrap=args.bootstrap) as observer:
+            observing(args, worker_id=worker_id, group=group, topic=topics.events, bootstrap=args.bootstrap,
+                      client_options=client_options) as observer:
         stats = run_kafka_worker(
             args.bootstrap,
             topics,
@@ -153,6 +155,7 @@ def _worker(args: argparse.Namespace) -> int:
             publish_predictions=args.publish_predictions,
             fetch_process=not args.fetch_inline,
             max_snapshot_bytes=args.max_snapshot_bytes,
+            client_options=client_options,
         )
     summary = pipeline.summary()
     summary["worker"] = {
@@ -181,7 +184,7 @@ def _register_replay(commands: argparse._SubParsersAction) -> None:
         "summary at the end.",
     )
     p.add_argument("file", metavar="FILE", help="events as .jsonl (one JSON object a line) or .csv with a header; - for JSONL on stdin")
-    p.add_argument("--bootstrap", metavar="HOST:PORT", help="Kafka bootstrap address; without it, run in-process")
+    add_kafka_flags(p, required=False, help="Kafka bootstrap address; without it, run in-process")
     add_topic_flags(p)
     p.add_argument("--rate", type=positive_float, metavar="EVENTS_PER_S", help="pace the replay at this many events per second")
     p.add_argument("--label", default="y", metavar="COLUMN", help="label column of a CSV file (default: y)")
@@ -235,12 +238,13 @@ def _replay(args: argparse.Namespace) -> int:
     if args.experiment:
         events = itertools.chain(experiment_starts(args.experiment), events)
     show_progress = not args.no_progress and sys.stderr.isatty()
+    options = kafka_options(args)
     if args.bootstrap:
         from producers.replay import replay_to_kafka
 
         topic = Topics(args.topic_prefix, args.topic or "").events
         with _progress(args.file, show_progress) as advance:
-            sent = replay_to_kafka(events, args.bootstrap, topic, rate=args.rate, on_sent=advance)
+            sent = replay_to_kafka(events, args.bootstrap, topic, rate=args.rate, on_sent=advance, client_options=options)
         print(f"replayed {sent} events to {topic} at {args.bootstrap}", file=sys.stderr)
         return 0
     return _replay_embedded(args, events, show_progress)
@@ -308,7 +312,7 @@ def _register_decisions(commands: argparse._SubParsersAction) -> None:
         description="Read <prefix>.decisions (read_committed, without joining a consumer group) and print one "
         "JSON decision a line. Without --follow it stops at the end of the topic.",
     )
-    p.add_argument("--bootstrap", required=True, metavar="HOST:PORT", help="Kafka bootstrap address")
+    add_kafka_flags(p)
     add_topic_flags(p, events=False)
     p.add_argument("--from-beginning", action="store_true", help="start at the oldest stored decision (default: only new ones)")
     p.add_argument("--follow", action="store_true", help="keep waiting for new decisions")
@@ -329,6 +333,7 @@ def _decisions(args: argparse.Namespace) -> int:
             max_decisions=args.max,
             key=args.key,
             stop=stop,
+            client_options=kafka_options(args),
         ):
             print(orjson.dumps(decision).decode(), flush=True)
     return 0

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from stream_cd.cli.options import add_topic_flags, positive_float
+from stream_cd.cli.options import add_kafka_flags, add_topic_flags, kafka_options, positive_float
 from stream_cd.errors import ConfigError
 from stream_cd.transport import Topics
 
@@ -31,7 +31,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "reason for malformed JSON or an invalid event (nothing is produced). POST /feedback produces feedback "
         '({"key", "id", "y"}). GET /healthz. SIGTERM or SIGINT stops it.',
     )
-    p.add_argument("--bootstrap", required=True, metavar="HOST:PORT", help="Kafka bootstrap address")
+    add_kafka_flags(p)
     add_topic_flags(p, events=False)
     p.add_argument("--host", default="127.0.0.1", metavar="H", help="address to listen on (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, metavar="P",
@@ -72,5 +72,5 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"stream-cd serve: answering for {args.topic_prefix}.events at {url}", file=sys.stderr, flush=True)
 
     serve(args.bootstrap, Topics(args.topic_prefix), host=args.host, port=args.port, timeout_s=args.timeout,
-          token=token, on_ready=ready)
+          token=token, on_ready=ready, client_options=kafka_options(args))
     return 0

@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from stream_cd.cli.options import add_kafka_flags, kafka_options
 from stream_cd.errors import StateError
 from stream_cd.state.records import model_key_of_record, parse_store_key
 from stream_cd.state.signing import STATE_KEY_ENV, load_state, state_key_from_env
@@ -24,7 +25,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         f"events seen, source offsets, size and when it was written. Version, events and offsets need "
         f"{STATE_KEY_ENV} (a checkpoint is verified before it is read).",
     )
-    p.add_argument("--bootstrap", required=True, metavar="HOST:PORT", help="Kafka bootstrap address")
+    add_kafka_flags(p)
     p.add_argument("--topic-prefix", default="stream-cd", metavar="P", help="checkpoints are in P.checkpoints (default: stream-cd)")
     p.add_argument("--key", metavar="K", help="only model key K")
     p.add_argument("--json", action="store_true", help="one JSON object a line")
@@ -61,7 +62,8 @@ def _checkpoints(args: argparse.Namespace) -> int:
     state_key = state_key_from_env(required=False)
     newest: dict[str, Any] = {}
     slots: dict[str, int] = {}
-    for record in committed_records(args.bootstrap, Topics(args.topic_prefix).checkpoints):
+    for record in committed_records(args.bootstrap, Topics(args.topic_prefix).checkpoints,
+                                    client_options=kafka_options(args)):
         parsed = parse_store_key(record.key.decode() if record.key else "")
         if parsed is None:
             continue  # a checkpoint of another layout, which workers do not read
