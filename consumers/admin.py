@@ -34,7 +34,7 @@ class TopicSpec:
     instead of accepting it as it is. ``grow=True`` asks for at least ``partitions``
     instead: an existing topic with fewer gets partitions added. The keys of
     ``at_least`` are checked as lower bounds (an existing topic that takes larger
-    messages is fine).
+    messages is fine), and those of ``unchecked`` only set when the topic is created.
     """
 
     name: str
@@ -43,6 +43,7 @@ class TopicSpec:
     check: bool = False
     grow: bool = False
     at_least: tuple[str, ...] = ()
+    unchecked: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -179,6 +180,8 @@ def _check(client: KafkaAdminClient, specs: list[TopicSpec]) -> None:
             )
         for key, want in spec.config.items():
             have = configs[spec.name].get(key)
+            if key in spec.unchecked:
+                continue
             if key in spec.at_least and have is not None and have.isdigit() and int(have) >= int(want):
                 continue
             if have != str(want):

@@ -2,16 +2,18 @@
 
 Poll a batch; run each message through the pipeline; send its dead letters
 and decisions; commit when due. A commit is the one documented order:
-outputs first, then the changed model state (signed checkpoints), then the
-input offsets — atomically where the transport can (Kafka transactions), so
-that a crash either keeps all three or none of them.
+outputs first, then the changed model state (the partition records and the
+snapshots that are due, signed), then the input offsets — atomically where the
+transport can (Kafka transactions), so that a crash either keeps all three or
+none of them.
 
 Commits come every ``commit_every_events`` messages or ``commit_every_s``
 seconds, whichever is first, and at the end. Without a state key nothing is
 checkpointed (at-least-once: a crash repeats at most the messages since the
-last commit, and model state starts afresh). With one, the transport's
-``assigned``/``revoked`` calls restore model keys from their last good
-checkpoint and checkpoint them before their partitions are given up.
+last commit, and model state starts afresh). With one, partitions the
+transport assigns are restored from their newest good snapshots and replayed
+from their replay points (:mod:`stream_cd.state.schedule`); a revocation rolls
+back to the last commit, from which the partitions' next owner resumes.
 
 >>> from stream_cd.embedded import EmbeddedTransport
 >>> from stream_cd.pipeline import Pipeline
