@@ -34,14 +34,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from stream_cd.decisions import Decision
-from stream_cd.errors import StateError, TransportError
+from stream_cd.errors import TransportError
 from stream_cd.events import Event
 from stream_cd.observe.hooks import WorkerObserver
+from stream_cd.checkpointing import Checkpointing
 from stream_cd.pipeline import Outcome, Pipeline, learned
 from stream_cd.report import decision_line
-from stream_cd.state.newest import Version
-from stream_cd.state.records import model_key_of_record, record_key, store_key
-from stream_cd.state.signing import dump_state, dump_state_and_copy, open_sealed, unpickle_state
+from stream_cd.state.records import store_key
+from stream_cd.state.signing import dump_state
 from stream_cd.transport import DEAD_LETTER_ORIGIN, DEAD_LETTER_REASON, Checkpoint, DecodedBatch, Message, Topics, Transport
 
 __all__ = ["WorkerStats", "Worker", "run_worker", "DEFAULT_COMMIT_EVENTS", "DEFAULT_COMMIT_SECONDS",
@@ -76,7 +76,7 @@ class WorkerStats:
     stopped_by: str = ""
 
 
-class Worker:
+class Worker(Checkpointing):
     """Runs a pipeline over a transport until told to stop."""
 
     def __init__(
@@ -301,45 +301,6 @@ class Worker:
         if self.observer is not None:
             self.observer.committed(time.perf_counter() - started, snapshots)
 
-    def _snapshot(self, record: str, state, partitions: tuple[int, ...], slot: int) -> list[Checkpoint]:
-        """The checkpoints of one model key's snapshot: the sealed state in its ring slot, or,
-        when it passes ``max_snapshot_bytes``, none (see :meth:`_too_large`)."""
-        key = self.state_key
-        assert key is not None
-        try:
-            blob, copy = dump_state_and_copy(state, key, record, f"{_describe(record)} just written")
-        except StateError as err:  # it cannot be restored either: go on with the original
-            log.warning("%s", err)
-            blob, copy = dump_state(state, key, record), None
-        if len(blob) > self.max_snapshot_bytes:
-            return self._too_large(record, len(blob), partitions)
-        if copy is not None:
-            self.pipeline.restore(record, copy)
-        return [Checkpoint(store_key(record, slot), blob, partitions)]
-
-    def _too_large(self, record: str, size: int, partitions: tuple[int, ...]) -> list[Checkpoint]:
-        """A snapshot over the limit is not written, the key goes on serving and learning,
-        and each time its snapshot is due an error and an ``unsaved`` decision say so. Its
-        older snapshots are deleted the first time (tombstones in every ring slot): a
-        restore then starts it afresh at its partition's replay point, instead of
-        replaying it from an old snapshot into the same size again."""
-        self.pipeline.not_saved(record)
-        log.error("%s: its snapshot is %s bytes, over the limit of %s (--max-snapshot-bytes); it is served and "
-                  "learns, but is not checkpointed, so a restart or rebalance starts it afresh. Bound its state "
-                  "(fewer features, a smaller model) or raise the limit", _describe(record), f"{size:,}",
-                  f"{self.max_snapshot_bytes:,}",
-                  extra={"event": "snapshot_too_large", "fields": {"record": record, "bytes": size,
-                                                                   "limit": self.max_snapshot_bytes}})
-        self.stats.unsaved += 1
-        decision = self.pipeline.unsaved_decision(record, size, self.max_snapshot_bytes)
-        if decision is not None:
-            self._decided(decision)
-        if record in self._deleted:
-            return []
-        self._deleted.add(record)
-        ring = self.pipeline.snapshots.ring
-        return [Checkpoint(store_key(record, slot), None, partitions) for slot in range(ring)]
-
     def _recover(self, err: TransportError) -> None:
         """The transport failed (the broker went away, the group forgot this member): drop
         what is uncommitted and start over from the last commit with a reset transport.
@@ -403,122 +364,6 @@ class Worker:
             else:
                 self.transport.seek_committed(partition)
 
-    def _restore_committed(self, partitions: list[int], wait_s: float = 40.0) -> dict[int, int]:
-        """Restore, and make sure what was read is the last committed state.
-
-        A read of the checkpoints stops where another worker's transaction is still
-        open, so it can miss a later commit of the partition's previous owner; its
-        partition record would then be older than the group's committed offset. Read
-        again until it is not (a transaction is open for at most its 30 s timeout).
-        """
-        deadline = time.monotonic() + wait_s
-        positions = self.restore(partitions)
-        while True:
-            stale = []
-            for p in partitions:
-                if record_key(partition=p) in self._fell_back:
-                    continue  # deliberately older: its newest checkpoint was refused
-                state = self.pipeline.partitions.get(p)
-                committed = self.transport.committed_offset(p)
-                if committed is not None and committed > (0 if state is None else state.next_offset):
-                    stale.append(p)
-            if not stale:
-                return positions
-            if time.monotonic() > deadline:
-                raise TransportError(
-                    f"the checkpoints of partitions {stale} are older than their committed offsets after "
-                    f"{wait_s:.0f} s; a transaction may be stuck open"
-                )
-            time.sleep(0.5)
-            self.pipeline.release(stale)
-            positions.update(self.restore(stale))
-
-    def restore(self, partitions: list[int]) -> dict[int, int]:
-        """Load the newest good snapshot of every model key stored beside ``partitions``,
-        and their partition records; return the offset each partition must resume from:
-        its replay point (the first event of a key not yet in a snapshot), or earlier
-        where a key had to fall back to an older snapshot."""
-        started = time.perf_counter()
-        restored_before, refused_before = self.stats.restored, self.stats.refused_checkpoints
-        pipeline = self.pipeline
-        self._fell_back = set()
-        self._refused = set()
-        older: dict[str, int] = {}
-        found = self.transport.load_checkpoints(partitions, self._open)
-        while found:
-            unreadable = {record: version.offset for record, version in found.items() if not self._put_back(record, version)}
-            if not unreadable:
-                break
-            older.update(unreadable)
-            found = {record: version for record, version in self.transport.load_checkpoints(partitions, self._open, older).items()
-                     if record in unreadable}
-        for record in sorted(self._refused - set(pipeline_records(self.pipeline))):
-            log.warning("cannot restore %s: no valid checkpoint is left; it starts afresh", _describe(record))
-        positions = self._positions_after_restore(partitions)
-        restored, refused = self.stats.restored - restored_before, self.stats.refused_checkpoints - refused_before
-        seconds = time.perf_counter() - started
-        log.info("restored %d state records of partitions %s from checkpoints in %.2f s (%d refused, %d from an older "
-                 "snapshot); replaying from %s", restored, ", ".join(map(str, partitions)), seconds, refused,
-                 len(self._fell_back), positions,
-                 extra={"event": "restore", "fields": {"partitions": list(partitions), "restored": restored,
-                                                       "refused": refused, "older": len(self._fell_back),
-                                                       "seconds": round(seconds, 4), "positions": positions}})
-        if self.observer is not None:
-            self.observer.restored(restored, refused, seconds)
-        return positions
-
-    def _open(self, record: str, offset: int, blob: bytes) -> bytes:
-        """Verify a stored version before anything of it is unpickled."""
-        try:
-            return open_sealed(blob, self.state_key, f"{_describe(record)} at checkpoint offset {offset}",  # type: ignore[arg-type]
-                               record.encode())
-        except StateError as err:
-            self.stats.refused_checkpoints += 1
-            self._refused.add(record)
-            log.warning("%s", err)
-            raise
-
-    def _put_back(self, record: str, version: Version) -> bool:
-        """Unpickle a verified version into the pipeline; False when it cannot be loaded here."""
-        what = f"{_describe(record)} at checkpoint offset {version.offset}"
-        try:
-            self.pipeline.restore(record, unpickle_state(version.payload, what), version.slot)
-        except StateError as err:
-            self.stats.refused_checkpoints += 1
-            self._refused.add(record)
-            log.warning("%s", err)
-            return False
-        self.stats.restored += 1
-        if version.fell_back:
-            self._fell_back.add(record)
-            log.warning("restored %s from an older snapshot (checkpoint offset %d): the newer ones were refused",
-                        _describe(record), version.offset)
-        return True
-
-    def _positions_after_restore(self, partitions: list[int]) -> dict[int, int]:
-        """Each restored partition's replay point, moved back to the events a key restored
-        from an older snapshot has not seen; the pipeline holds that point as the
-        partition's replay point until the replay has passed its committed position."""
-        pipeline = self.pipeline
-        positions: dict[int, int] = {}
-        for p in partitions:
-            state = pipeline.partitions.get(p)
-            if state is not None:
-                positions[p] = min(state.replay_from, state.next_offset)
-        for record in self._fell_back:
-            model = pipeline.models.get(model_key_of_record(record) or "")
-            for p, offset in getattr(model, "offsets", {}).items():
-                if p in partitions:
-                    positions[p] = min(positions.get(p, offset), offset)
-        pipeline.snapshots.floors.update(positions)
-        return positions
-
-
-def pipeline_records(pipeline: Pipeline) -> list[str]:
-    """The record keys of the state a pipeline holds."""
-    return [record_key(key) for key in pipeline.models] + [record_key(partition=p) for p in pipeline.partitions]
-
-
 def _labeled_times(batch: DecodedBatch, results: list[tuple[int, Outcome]]) -> list[int]:
     """The timestamps of a decoded batch's labeled events and feedback that were taken in
     (not rejected): those whose labels the model keys learned."""
@@ -534,12 +379,6 @@ def _labeled_times(batch: DecodedBatch, results: list[tuple[int, Outcome]]) -> l
 def _decision_text(decision: Decision) -> str:
     """A decision in a log line: the terminal's decision line without its column padding."""
     return " ".join(decision_line(decision.to_dict()).split())
-
-
-def _describe(record: str) -> str:
-    """How a state record is named in messages: its model key, or its partition."""
-    model_key = model_key_of_record(record)
-    return f"model key {model_key!r}" if model_key is not None else record.replace(":", " ", 1)
 
 
 def _dead_letter(transport: Transport, topics: Topics, message: Message, reason: str) -> None:
