@@ -358,7 +358,7 @@ class Worker:
             stale = []
             for p in partitions:
                 if record_key(partition=p) in self._fell_back:
-                    continue  # deliberately older: its newest checkpoint was refused
+                    continue  # deliberately older, or none: its newest checkpoint was refused
                 state = self.pipeline.partitions.get(p)
                 committed = self.transport.committed_offset(p)
                 if committed is not None and committed > (0 if state is None else state.next_offset):
@@ -398,7 +398,8 @@ class Worker:
                     self._fell_back.add(key)
                     log.warning("restored %s from an older checkpoint (offset %d); replaying its events since", _describe(key), offset)
                 break
-            else:
+            else:  # a partition record among them resumes from the group's committed offset
+                self._fell_back.add(key)
                 log.warning("cannot restore %s: no valid checkpoint is left; it starts afresh", _describe(key))
         positions: dict[int, int] = {}
         for p in partitions:
