@@ -56,7 +56,8 @@ def _register_worker(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=positive_int, default=2000, metavar="N", help="messages per poll (default: 2000)")
     p.add_argument("--delivery", choices=("exactly-once", "at-least-once"), default="exactly-once",
                    help="exactly-once: decisions, signed checkpoints and offsets commit in one transaction and model "
-                   f"state survives restarts (needs {STATE_KEY_ENV}); at-least-once: outputs, then offsets, no "
+                   f"state survives restarts (needs {STATE_KEY_ENV}: a key, or several comma-separated, newest first, "
+                   "while rotating it); at-least-once: outputs, then offsets, no "
                    "state kept (default: exactly-once)")
     p.add_argument("--worker-id", metavar="ID",
                    help="stable name of this worker (e.g. the pod name): a restarted worker with the same id fences "
