@@ -61,7 +61,9 @@ def _register_worker(commands: argparse._SubParsersAction) -> None:
                    "state kept (default: exactly-once)")
     p.add_argument("--worker-id", metavar="ID",
                    help="stable name of this worker (e.g. the pod name): a restarted worker with the same id fences "
-                   "its crashed self at once (default: HOST-PID)")
+                   "its crashed self at once (default: the host name). Set it where host names are not stable, and "
+                   "give each worker its own where several run on one host (e.g. HOST-1, HOST-2): exactly-once, a "
+                   "second live worker with the same id on a host is refused, as the two would fence each other")
     p.add_argument("--commit-every-events", type=positive_int, default=DEFAULT_COMMIT_EVENTS, metavar="N",
                    help=f"commit at least every N messages (default: {DEFAULT_COMMIT_EVENTS})")
     p.add_argument("--commit-every-seconds", type=positive_float, default=DEFAULT_COMMIT_SECONDS, metavar="S",
@@ -117,7 +119,7 @@ def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    import os
+    import contextlib
     import socket
 
     from stream_cd.pipeline import Pipeline
@@ -127,10 +129,12 @@ def _worker(args: argparse.Namespace) -> int:
     pipeline = Pipeline(config_from_args(args), record_predictions=bool(args.predictions or args.publish_predictions))
     topics = Topics(args.topic_prefix, args.topic or "")
     group = args.group or f"{args.topic_prefix}.workers"
-    worker_id = args.worker_id or f"{socket.gethostname()}-{os.getpid()}"
-    from consumers.kafka_worker import run_kafka_worker
+    worker_id = args.worker_id or socket.gethostname()
+    from consumers.kafka_worker import run_kafka_worker, transactional_id
+    from consumers.transactional_lock import hold_transactional_id
 
-    with _stop_on_signals() as stop, _prediction_sinks(args) as write_file, \
+    one_per_id = hold_transactional_id(transactional_id(group, worker_id)) if exactly_once else contextlib.nullcontext()
+    with one_per_id, _stop_on_signals() as stop, _prediction_sinks(args) as write_file, \
             observing(args, worker_id=worker_id, group=group, topic=topics.events, bootstrap=args.bootstrap) as observer:
         stats = run_kafka_worker(
             args.bootstrap,
