@@ -18,6 +18,7 @@ import orjson
 
 from stream_cd.cli import generate
 from stream_cd.cli.observe import add_observe_flags, observing
+from stream_cd.committed_outputs import CommittedOutputs
 from stream_cd.cli.options import (add_model_flags, add_topic_flags, config_from_args, non_negative_float,
                                    positive_float, positive_int)
 from stream_cd.decisions import Decision
@@ -105,13 +106,15 @@ def _decision_printer(as_json: bool, stream=None):
 
 
 @contextmanager
-def _prediction_sinks(args: argparse.Namespace):
-    """The callback that writes served predictions to ``--predictions``, if asked for."""
+def _prediction_sinks(args: argparse.Namespace, outputs: CommittedOutputs):
+    """The callback that writes served predictions to ``--predictions``, if asked for: each
+    line once the commit of its event has landed (``outputs``), flushed with its batch."""
     if not args.predictions:
         yield None
         return
     with open(args.predictions, "wb") as handle:
-        yield lambda record: handle.write(orjson.dumps(record) + b"\n")
+        outputs.after_write = handle.flush
+        yield outputs.wrap(lambda record: handle.write(orjson.dumps(record) + b"\n"))
 
 
 def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
@@ -134,7 +137,8 @@ def _worker(args: argparse.Namespace) -> int:
     from consumers.transactional_lock import hold_transactional_id
 
     one_per_id = hold_transactional_id(transactional_id(group, worker_id)) if exactly_once else contextlib.nullcontext()
-    with one_per_id, _stop_on_signals() as stop, _prediction_sinks(args) as write_file, \
+    outputs = CommittedOutputs()  # printed decisions and --predictions lines: written when their commit lands
+    with one_per_id, _stop_on_signals() as stop, _prediction_sinks(args, outputs) as write_file, \
             observing(args, worker_id=worker_id, group=group, topic=topics.events, bootstrap=args.bootstrap) as observer:
         stats = run_kafka_worker(
             args.bootstrap,
@@ -146,8 +150,9 @@ def _worker(args: argparse.Namespace) -> int:
             max_events=args.max_events,
             idle_exit=args.idle_exit,
             stop=stop,
-            on_decision=_decision_printer(True) if args.json else None,  # else the log lines show them
+            on_decision=outputs.wrap(_decision_printer(True)) if args.json else None,  # else the log lines show them
             observer=observer,
+            outputs=outputs,
             batch_size=args.batch_size,
             commit_every_events=args.commit_every_events,
             commit_every_s=args.commit_every_seconds,
@@ -279,13 +284,16 @@ def _replay_embedded(args: argparse.Namespace, events: Iterator[bytes], show_pro
         state_key = state_key_from_env(required=True)
         store = DirectoryStore(args.checkpoint_dir)
     transport = EmbeddedTransport(paced(events, args.rate), topic=topics.events, keep=False, store=store)
-    with _stop_on_signals() as stop, _progress(args.file, show_progress) as advance, _prediction_sinks(args) as write:
+    outputs = CommittedOutputs()
+    with _stop_on_signals() as stop, _progress(args.file, show_progress) as advance, \
+            _prediction_sinks(args, outputs) as write:
         run_worker(
             transport,
             pipeline,
             topics,
             stop=stop,
-            on_decision=_decision_printer(args.json),
+            on_decision=outputs.wrap(_decision_printer(args.json)),
+            outputs=outputs,
             on_batch=advance,
             batch_size=500,
             state_key=state_key,
