@@ -182,6 +182,7 @@ class KafkaTransport:
         self._in_transaction = False
         self._landing: tuple[_Call, float] | None = None  # exactly-once: a commit in flight, its deadline
         self._held: list[tuple] = []  # outputs sent while it flies
+        self._landed = 0  # commits landed so far (see landed())
         self._subscribed = False
         self._pending: list = []  # at-least-once: sends not yet known delivered
         self._fetch_options = {"max_records": max_poll_records, "max_event_bytes": max_event_bytes} if fetch_process else None
@@ -427,6 +428,7 @@ class KafkaTransport:
         try:
             if self.transactional:
                 if not self.consumer.assignment() and not self._in_transaction:
+                    self._landed += 1  # nothing to commit: landed as it is
                     return
                 offsets = self._offsets()
                 metadata = self.consumer.group_metadata() if offsets else None
@@ -486,9 +488,16 @@ class KafkaTransport:
             raise TransportError(f"commit did not finish in {COMMIT_TIMEOUT_S:.0f} s") from None
         except KafkaError as err:
             raise TransportError(f"commit failed: {err}") from err
+        self._landed += 1
         self._in_transaction = False
         for output in held:
             self.send(*output)
+
+    def landed(self) -> int:
+        """How many calls of :meth:`commit` have landed so far (one with nothing to commit
+        counts). A commit handed over with ``wait=False`` counts from the ``poll``, ``send``
+        or ``commit`` that finds it done."""
+        return self._landed
 
     def _land_dropping_held(self) -> None:
         """For a caller about to drop what is uncommitted: wait for the commit in flight

@@ -13,7 +13,7 @@ from stream_cd.pipeline import Pipeline
 from stream_cd.transport import Topics
 from stream_cd.worker import DEFAULT_MAX_SNAPSHOT_BYTES, Worker, WorkerStats
 
-__all__ = ["run_kafka_worker", "checkpoint_topic_spec", "DEAD_LETTER_MAX_BYTES"]
+__all__ = ["run_kafka_worker", "checkpoint_topic_spec", "transactional_id", "DEAD_LETTER_MAX_BYTES"]
 
 DEAD_LETTER_MAX_BYTES = 8 * 1024 * 1024
 SNAPSHOT_OVERHEAD_BYTES = 1024 * 1024  # room for the record's key, headers and batch framing
@@ -43,6 +43,16 @@ def checkpoint_topic_spec(name: str, partitions: int = 1, max_snapshot_bytes: in
         at_least=("max.message.bytes",),
         unchecked=("segment.ms",),
     )
+
+
+def transactional_id(group: str, worker_id: str) -> str:
+    """The transactional id of an exactly-once worker: two live workers with the same one
+    fence each other (see :mod:`consumers.transactional_lock`).
+
+    >>> transactional_id("stream-cd.workers", "stream-cd-worker-0")
+    'stream-cd.workers.stream-cd-worker-0'
+    """
+    return f"{group}.{worker_id}"
 
 
 def run_kafka_worker(
@@ -96,7 +106,7 @@ def run_kafka_worker(
             topics.events,
             group,
             checkpoints_topic=topics.checkpoints if state_key is not None else None,
-            transactional_id=f"{group}.{worker_id}" if state_key is not None else None,
+            transactional_id=transactional_id(group, worker_id) if state_key is not None else None,
             max_poll_records=options.get("batch_size", 2000),
             fetch_process=fetch_process,
             max_event_bytes=pipeline.config.max_event_bytes,

@@ -94,7 +94,7 @@ class Checkpointing:
             stale = []
             for p in partitions:
                 if record_key(partition=p) in self._fell_back:
-                    continue  # deliberately older: its newest checkpoint was refused
+                    continue  # deliberately older, or none: its newest checkpoint was refused
                 state = self.pipeline.partitions.get(p)
                 committed = self.transport.committed_offset(p)
                 if committed is not None and committed > (0 if state is None else state.next_offset):
@@ -129,6 +129,7 @@ class Checkpointing:
             found = {record: version for record, version in self.transport.load_checkpoints(partitions, self._open, older).items()
                      if record in unreadable}
         for record in sorted(self._refused - set(pipeline_records(self.pipeline))):
+            self._fell_back.add(record)  # a partition record among them resumes where its keys need it, or committed
             log.warning("cannot restore %s: no valid checkpoint is left; it starts afresh", describe_record(record))
         positions = self._positions_after_restore(partitions)
         restored, refused = self.stats.restored - restored_before, self.stats.refused_checkpoints - refused_before
@@ -181,9 +182,11 @@ class Checkpointing:
             state = pipeline.partitions.get(p)
             if state is not None:
                 positions[p] = min(state.replay_from, state.next_offset)
-        for record in self._fell_back:
-            model = pipeline.models.get(model_key_of_record(record) or "")
-            for p, offset in getattr(model, "offsets", {}).items():
+        unrecorded = {p for p in partitions if p not in positions}  # every version of its record refused
+        for record, model in ((record_key(key), m) for key, m in pipeline.models.items()):
+            if record not in self._fell_back and not unrecorded.intersection(model.offsets):
+                continue
+            for p, offset in model.offsets.items():  # replay what the key's older snapshot lacks
                 if p in partitions:
                     positions[p] = min(positions.get(p, offset), offset)
         pipeline.snapshots.floors.update(positions)

@@ -116,6 +116,7 @@ class EmbeddedTransport:
         self._again: list[bytes] = []  # values to hand out again before reading on
         self._events: list[tuple[str, list[int]]] = []
         self._started = False
+        self._landed = 0
 
     def poll(self, max_records: int, timeout_s: float) -> Sequence[Message]:
         if not self._started:
@@ -145,6 +146,11 @@ class EmbeddedTransport:
             self.store.save(checkpoints)
         self.committed = self.position
         self._read.clear()
+        self._landed += 1
+
+    def landed(self) -> int:
+        """Commits made so far: each lands as it is made."""
+        return self._landed
 
     def rebalance_events(self) -> list[tuple[str, list[int]]]:
         events, self._events = self._events, []

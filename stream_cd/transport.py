@@ -113,6 +113,10 @@ class Transport(Protocol):
         while the caller goes on, messages sent meanwhile belong to the next commit, and
         a failure raises :class:`~stream_cd.errors.TransportError` from a later call."""
 
+    def landed(self) -> int:
+        """How many calls of :meth:`commit` have landed so far (one with nothing to commit
+        counts); a commit that fails never does."""
+
     def rebalance_events(self) -> list[tuple[str, list[int]]]:
         """``("assigned" | "revoked", partitions)`` in the order they happened since the last call."""
 

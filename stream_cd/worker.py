@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from stream_cd.committed_outputs import CommittedOutputs
 from stream_cd.decisions import Decision
 from stream_cd.errors import TransportError
 from stream_cd.events import Event
@@ -96,7 +97,10 @@ class Worker(Checkpointing):
         on_prediction: Callable[[dict], None] | None = None,
         observer: WorkerObserver | None = None,
         max_snapshot_bytes: int = DEFAULT_MAX_SNAPSHOT_BYTES,
+        outputs: CommittedOutputs | None = None,
     ) -> None:
+        """``outputs``: the local outputs (``on_decision``, ``on_prediction`` callbacks wrapped
+        by it, and the decision log lines) are written when their commit lands."""
         self.transport = transport
         self.pipeline = pipeline
         self.topics = topics
@@ -112,6 +116,10 @@ class Worker(Checkpointing):
         self.observer = observer
         self.max_snapshot_bytes = max_snapshot_bytes
         self._deleted: set[str] = set()  # records too large to snapshot whose older snapshots were deleted
+        self.outputs = outputs
+        self._log_decision = _log_decision if outputs is None else outputs.wrap(_log_decision)
+        if outputs is not None:
+            outputs.landed(transport.landed())
         self.stats = WorkerStats()
         self._uncommitted = 0
         self._failures = 0
@@ -181,12 +189,14 @@ class Worker(Checkpointing):
             if self.observer is not None:
                 self.observer.failed(err)
             self.transport.abort()
+            self._outputs_landed(rollback=True)
             stats.stopped_by += ", final commit failed"
         return stats
 
     def _step(self, want: int, end_of_input_exits: bool) -> str:
         """One poll and what follows it: ``batch``, ``idle``, ``rebalanced`` or ``end``."""
         messages = self.transport.poll(want, self.poll_timeout)
+        self._outputs_landed()
         changes = self.transport.rebalance_events()
         if changes:
             self._rebalanced(changes)
@@ -253,8 +263,7 @@ class Worker(Checkpointing):
         self.transport.send(self.topics.decisions, decision.model_key.encode(), decision.to_json())
         self.stats.decisions += 1
         if log.isEnabledFor(logging.INFO):
-            log.info("decision %s", _decision_text(decision),
-                     extra={"event": "decision", "fields": {"decision": decision.to_dict()}})
+            self._log_decision(decision)
         if self.observer is not None:
             self.observer.decision(decision)
         if self.on_decision is not None:
@@ -290,6 +299,9 @@ class Worker(Checkpointing):
             for record, state, partitions, slot in self.pipeline.take_partition_records():
                 checkpoints.append(Checkpoint(store_key(record, slot), dump_state(state, self.state_key, record), partitions))
         self.transport.commit(checkpoints, wait=wait)
+        if self.outputs is not None:
+            self.outputs.handed_over()
+        self._outputs_landed()
         if wait or self._in_flight:
             self._failures = 0  # a commit has landed: this one, or the one before it
         self._in_flight = not wait
@@ -300,6 +312,12 @@ class Worker(Checkpointing):
         self._last_commit = time.monotonic()
         if self.observer is not None:
             self.observer.committed(time.perf_counter() - started, snapshots)
+
+    def _outputs_landed(self, rollback: bool = False) -> None:
+        """Write the held outputs of the commits that have landed; on a ``rollback`` (nothing
+        in flight any more), drop the rest."""
+        if self.outputs is not None:
+            (self.outputs.drop if rollback else self.outputs.landed)(self.transport.landed())
 
     def _recover(self, err: TransportError) -> None:
         """The transport failed (the broker went away, the group forgot this member): drop
@@ -315,6 +333,7 @@ class Worker(Checkpointing):
         if self.observer is not None:
             self.observer.failed(err)
         self.transport.reset()
+        self._outputs_landed(rollback=True)
         if self.state_key is not None:
             self.pipeline.reset()  # restored from the checkpoints when the partitions come back
         else:
@@ -324,6 +343,7 @@ class Worker(Checkpointing):
     def _rollback(self) -> None:
         """Abort the open transaction and return every held partition to its committed state."""
         self.transport.abort()
+        self._outputs_landed(rollback=True)
         self.pipeline.reset()
         self._uncommitted = 0
         self._resume(self.transport.assignment())
@@ -374,6 +394,10 @@ def _labeled_times(batch: DecodedBatch, results: list[tuple[int, Outcome]]) -> l
     out = set(rejected)
     return [t for i, (e, t) in enumerate(zip(events, timestamps))
             if i not in out and type(e) is Event and e.y is not None]  # type: ignore[union-attr]
+
+
+def _log_decision(decision: Decision) -> None:
+    log.info("decision %s", _decision_text(decision), extra={"event": "decision", "fields": {"decision": decision.to_dict()}})
 
 
 def _decision_text(decision: Decision) -> str:

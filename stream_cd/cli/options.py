@@ -137,7 +137,8 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
     s.add_argument("--session-ttl", type=positive_float, default=1800.0, metavar="SECONDS",
                    help="a session idle this long in event time starts fresh (default: 1800)")
     s.add_argument("--predictions", metavar="PATH",
-                   help="write every served prediction as JSONL (id, model key, session, version, prediction, label)")
+                   help="write every served prediction as JSONL (id, model key, session, version, prediction, label), "
+                   "each line once the commit of its event has landed, so a rollback repeats none")
     parser.add_argument("--max-event-bytes", type=positive_int, default=64 * 1024, metavar="B",
                         help="larger messages are invalid and go to the dead-letter topic (default: 65536)")
 

@@ -19,8 +19,9 @@ import orjson
 from stream_cd.cli import generate
 from stream_cd.cli.observe import add_observe_flags, observing
 from stream_cd.cli.state_flags import add_state_flags, schedule_from_args
+from stream_cd.committed_outputs import CommittedOutputs
 from stream_cd.cli.options import (add_kafka_flags, add_model_flags, add_topic_flags, config_from_args, kafka_options,
-                                   non_negative_float, positive_float, positive_int)
+                                   positive_float, positive_int)
 from stream_cd.decisions import Decision
 from stream_cd.errors import ConfigError
 from stream_cd.report import decision_line, summary_json, summary_table
@@ -57,11 +58,14 @@ def _register_worker(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=positive_int, default=2000, metavar="N", help="messages per poll (default: 2000)")
     p.add_argument("--delivery", choices=("exactly-once", "at-least-once"), default="exactly-once",
                    help="exactly-once: decisions, signed checkpoints and offsets commit in one transaction and model "
-                   f"state survives restarts (needs {STATE_KEY_ENV}); at-least-once: outputs, then offsets, no "
+                   f"state survives restarts (needs {STATE_KEY_ENV}: a key, or several comma-separated, newest first, "
+                   "while rotating it); at-least-once: outputs, then offsets, no "
                    "state kept (default: exactly-once)")
     p.add_argument("--worker-id", metavar="ID",
                    help="stable name of this worker (e.g. the pod name): a restarted worker with the same id fences "
-                   "its crashed self at once (default: HOST-PID)")
+                   "its crashed self at once (default: the host name). Set it where host names are not stable, and "
+                   "give each worker its own where several run on one host (e.g. HOST-1, HOST-2): exactly-once, a "
+                   "second live worker with the same id on a host is refused, as the two would fence each other")
     p.add_argument("--commit-every-events", type=positive_int, default=DEFAULT_COMMIT_EVENTS, metavar="N",
                    help=f"commit at least every N messages (default: {DEFAULT_COMMIT_EVENTS})")
     p.add_argument("--commit-every-seconds", type=positive_float, default=DEFAULT_COMMIT_SECONDS, metavar="S",
@@ -104,13 +108,15 @@ def _decision_printer(as_json: bool, stream=None):
 
 
 @contextmanager
-def _prediction_sinks(args: argparse.Namespace):
-    """The callback that writes served predictions to ``--predictions``, if asked for."""
+def _prediction_sinks(args: argparse.Namespace, outputs: CommittedOutputs):
+    """The callback that writes served predictions to ``--predictions``, if asked for: each
+    line once the commit of its event has landed (``outputs``), flushed with its batch."""
     if not args.predictions:
         yield None
         return
     with open(args.predictions, "wb") as handle:
-        yield lambda record: handle.write(orjson.dumps(record) + b"\n")
+        outputs.after_write = handle.flush
+        yield outputs.wrap(lambda record: handle.write(orjson.dumps(record) + b"\n"))
 
 
 def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
@@ -118,7 +124,7 @@ def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    import os
+    import contextlib
     import socket
 
     from stream_cd.pipeline import Pipeline
@@ -130,10 +136,13 @@ def _worker(args: argparse.Namespace) -> int:
                         snapshots=schedule_from_args(args))
     topics = Topics(args.topic_prefix, args.topic or "")
     group = args.group or f"{args.topic_prefix}.workers"
-    worker_id = args.worker_id or f"{socket.gethostname()}-{os.getpid()}"
-    from consumers.kafka_worker import run_kafka_worker
+    worker_id = args.worker_id or socket.gethostname()
+    from consumers.kafka_worker import run_kafka_worker, transactional_id
+    from consumers.transactional_lock import hold_transactional_id
 
-    with _stop_on_signals() as stop, _prediction_sinks(args) as write_file, \
+    one_per_id = hold_transactional_id(transactional_id(group, worker_id)) if exactly_once else contextlib.nullcontext()
+    outputs = CommittedOutputs()  # printed decisions and --predictions lines: written when their commit lands
+    with one_per_id, _stop_on_signals() as stop, _prediction_sinks(args, outputs) as write_file, \
             observing(args, worker_id=worker_id, group=group, topic=topics.events, bootstrap=args.bootstrap,
                       client_options=client_options) as observer:
         stats = run_kafka_worker(
@@ -146,8 +155,9 @@ def _worker(args: argparse.Namespace) -> int:
             max_events=args.max_events,
             idle_exit=args.idle_exit,
             stop=stop,
-            on_decision=_decision_printer(True) if args.json else None,  # else the log lines show them
+            on_decision=outputs.wrap(_decision_printer(True)) if args.json else None,  # else the log lines show them
             observer=observer,
+            outputs=outputs,
             batch_size=args.batch_size,
             commit_every_events=args.commit_every_events,
             commit_every_s=args.commit_every_seconds,
@@ -285,13 +295,16 @@ def _replay_embedded(args: argparse.Namespace, events: Iterator[bytes], show_pro
         state_key = state_key_from_env(required=True)
         store = DirectoryStore(args.checkpoint_dir)
     transport = EmbeddedTransport(paced(events, args.rate), topic=topics.events, keep=False, store=store)
-    with _stop_on_signals() as stop, _progress(args.file, show_progress) as advance, _prediction_sinks(args) as write:
+    outputs = CommittedOutputs()
+    with _stop_on_signals() as stop, _progress(args.file, show_progress) as advance, \
+            _prediction_sinks(args, outputs) as write:
         run_worker(
             transport,
             pipeline,
             topics,
             stop=stop,
-            on_decision=_decision_printer(args.json),
+            on_decision=outputs.wrap(_decision_printer(args.json)),
+            outputs=outputs,
             on_batch=advance,
             batch_size=500,
             state_key=state_key,

@@ -11,7 +11,7 @@ import orjson
 from stream_cd.cli.options import add_kafka_flags, kafka_options
 from stream_cd.errors import StateError
 from stream_cd.state.records import model_key_of_record, parse_store_key
-from stream_cd.state.signing import STATE_KEY_ENV, load_state, state_key_from_env
+from stream_cd.state.signing import STATE_KEY_ENV, StateKeys, load_state, signed_by, state_key_from_env
 from stream_cd.transport import Topics
 
 __all__ = ["register", "describe_checkpoint"]
@@ -22,8 +22,10 @@ def register(commands: argparse._SubParsersAction) -> None:
         "checkpoints",
         help="list stored model checkpoints",
         description="List the newest checkpoint of each model key in <prefix>.checkpoints: model key, version, "
-        f"events seen, source offsets, size and when it was written. Version, events and offsets need "
-        f"{STATE_KEY_ENV} (a checkpoint is verified before it is read).",
+        f"events seen, source offsets, size, when it was written, and which of the keys in {STATE_KEY_ENV} "
+        f"signed it (1 = the first, newest: while rotating keys, the old key can be dropped once every row says "
+        f"1). Version, events, offsets and the signing key need {STATE_KEY_ENV} (a checkpoint is verified "
+        f"before it is read).",
     )
     add_kafka_flags(p)
     p.add_argument("--topic-prefix", default="stream-cd", metavar="P", help="checkpoints are in P.checkpoints (default: stream-cd)")
@@ -32,8 +34,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_checkpoints)
 
 
-def describe_checkpoint(key: str, record: Any, state_key: bytes | None) -> dict[str, Any]:
-    """What a listing shows of one checkpoint record (``key`` is its store key)."""
+def describe_checkpoint(key: str, record: Any, state_key: StateKeys | None) -> dict[str, Any]:
+    """What a listing shows of one checkpoint record (``key`` is its store key); ``signed_by``
+    is the position (1 = newest) of the key in ``state_key`` that signed it."""
     model_key = model_key_of_record(key)
     row: dict[str, Any] = {
         "key": key if model_key is None else model_key,
@@ -49,6 +52,7 @@ def describe_checkpoint(key: str, record: Any, state_key: bytes | None) -> dict[
     except StateError as err:
         row["refused"] = str(err)
         return row
+    row["signed_by"] = signed_by(record.value, state_key, key.encode())
     if hasattr(state, "champion_version"):
         row.update(version=state.champion_version, events_seen=state.events_seen, offsets=state.offsets)
     else:
@@ -82,11 +86,13 @@ def _checkpoints(args: argparse.Namespace) -> int:
         return 0
     if state_key is None:
         print(f"({STATE_KEY_ENV} is not set: versions, events and offsets are not shown)")
-    print(f"{'key':<24} {'version':<8} {'events':>9} {'offsets':<16} {'bytes':>9}  created")
+    print(f"{'key':<24} {'version':<8} {'events':>9} {'offsets':<16} {'bytes':>9}  {'signed':<6}  created")
     for row in rows:
         offsets = ",".join(f"{p}:{o}" for p, o in (row.get("offsets") or {}).items())
         version = row.get("version", "REFUSED" if "refused" in row else "-")
-        print(f"{row['key']:<24} {version:<8} {row.get('events_seen', '-'):>9} {offsets:<16} {row['size']:>9}  {row['created']}")
+        signed = f"key {row['signed_by']}" if "signed_by" in row else "-"
+        print(f"{row['key']:<24} {version:<8} {row.get('events_seen', '-'):>9} {offsets:<16} {row['size']:>9}  "
+              f"{signed:<6}  {row['created']}")
     if not rows:
         print("no checkpoints")
     return 0

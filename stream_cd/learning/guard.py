@@ -10,6 +10,16 @@ an event with a numeric feature far outside the range learned so far
 [True, True, True, True, True, False, False]
 >>> cap.admit("alice"), cap.admit(None)
 (True, True)
+
+Its counts hold only the sources seen in the window: a source whose count
+falls to zero is dropped, so a stream of ever new sources (sessions, users)
+keeps at most ``window`` entries.
+
+>>> cap = SourceCap(cap=0.5, window=3)
+>>> for user in ("u1", "u2", "u3", "u4", "u5"):
+...     _ = cap.admit(user)
+>>> sorted(cap.counts)
+['u3', 'u4', 'u5']
 >>> guard = RangeGuard(factor=1.0, warmup=3)
 >>> [guard.admit({"a": v}) for v in (0.0, 10.0, 5.0, 25.0, 19.0)]
 [True, True, True, False, True]
@@ -25,7 +35,11 @@ __all__ = ["SourceCap", "RangeGuard"]
 
 
 class SourceCap:
-    """At most ``cap`` (a fraction) of the last ``window`` learned events from any one source."""
+    """At most ``cap`` (a fraction) of the last ``window`` learned events from any one source.
+
+    ``counts`` holds the sources of the window only (never a zero count), so its size,
+    and the checkpoint's, is bounded by ``window``.
+    """
 
     def __init__(self, cap: float, window: int = 1000) -> None:
         if not 0 < cap <= 1:
@@ -43,10 +57,18 @@ class SourceCap:
         if source is not None and self.counts[source] >= self.limit:
             return False
         recent = self.recent
+        counts = self.counts
         if len(recent) == self.window:
-            self.counts[recent.popleft()] -= 1
+            oldest = recent.popleft()
+            left = counts[oldest] - 1
+            if left:
+                counts[oldest] = left
+            else:
+                del counts[oldest]
         recent.append(source)
-        self.counts[source] += 1
+        counts[source] += 1
+        if len(counts) > self.window:  # zero counts kept by a checkpoint of an older version
+            self.counts = Counter({name: n for name, n in counts.items() if n > 0})
         return True
 
 

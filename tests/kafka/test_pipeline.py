@@ -151,8 +151,9 @@ def test_two_workers_share_partitions_and_learn_each_event_once(kafka_bootstrap,
     topic = f"{prefix}.events"
     ensure_topics(kafka_bootstrap, [TopicSpec(topic, partitions=4)])
     keys = [f"model-{i}" for i in range(4)]
-    workers = [
-        start_worker(kafka_bootstrap, prefix, "--model", "logreg", "--idle-exit", "6") for _ in range(2)
+    workers = [  # two on one host: each needs its own id (the default, the host name, is refused twice)
+        start_worker(kafka_bootstrap, prefix, "--model", "logreg", "--idle-exit", "6", "--worker-id", f"w{i}")
+        for i in range(2)
     ]
     time.sleep(4)  # both join the group before the stream starts
     stream = tmp_path / "keys.jsonl"

@@ -124,3 +124,39 @@ def test_after_kill_minus_nine_every_request_still_has_one_distinct_prediction_t
     found = predictions_by_id(kafka_bootstrap, prefix)
     assert sum(map(len, found.values())) > len(ids)  # served again after the restart: copies of some
     assert one_distinct_each(found, ids) == reference
+
+
+def test_predictions_file_lines_after_kill_minus_nine_are_never_repeated(kafka_bootstrap, topic_prefix, tmp_path):
+    """``--predictions`` lines are written when their commit lands: the killed run's file is
+    the start of the uninterrupted run's, the restarted run's file its end, and no line is in
+    both (a commit that landed in the moment before the kill may leave its lines in neither)."""
+    stream = requests_among_labeled(20_000, seed=3, every=4)
+    flags = ("--model", "logreg", "--shadow", "none", "--commit-every-events", "2000", "--commit-every-seconds", "1",
+             "--worker-id", "w1")
+
+    def lines(path) -> list[tuple]:  # a request's ts is when it was served: not compared
+        return [tuple((k, v) for k, v in orjson.loads(line).items() if k != "ts") for line in path.read_bytes().splitlines()]
+
+    reference_prefix = topic_prefix + "ref"
+    ensure_topics(kafka_bootstrap, [TopicSpec(f"{reference_prefix}.events")])
+    produce(kafka_bootstrap, f"{reference_prefix}.events", ((b"default", raw) for raw in stream))
+    finish(start_worker(kafka_bootstrap, reference_prefix, *flags, "--idle-exit", "4",
+                        "--predictions", str(tmp_path / "ref.jsonl")), timeout=300)
+    reference = lines(tmp_path / "ref.jsonl")
+    assert len(reference) == len(stream)
+
+    prefix = topic_prefix + "killed"
+    ensure_topics(kafka_bootstrap, [TopicSpec(f"{prefix}.events")])
+    produce(kafka_bootstrap, f"{prefix}.events", ((b"default", raw) for raw in stream))
+    worker = start_worker(kafka_bootstrap, prefix, *flags, "--predictions", str(tmp_path / "killed.jsonl"))
+    wait_committed(kafka_bootstrap, f"{prefix}.workers", 8_000, worker)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(timeout=10)
+    finish(start_worker(kafka_bootstrap, prefix, *flags, "--idle-exit", "4",
+                        "--predictions", str(tmp_path / "restarted.jsonl")), timeout=300)
+
+    killed, restarted = lines(tmp_path / "killed.jsonl"), lines(tmp_path / "restarted.jsonl")
+    assert len(killed) >= 6_000 and killed == reference[: len(killed)]
+    assert restarted == reference[len(reference) - len(restarted):]
+    assert len(killed) + len(restarted) <= len(reference)  # nothing repeated
+    assert len(killed) + len(restarted) >= len(reference) - 2_000  # at most the one commit that landed as it died

@@ -8,6 +8,7 @@ import random
 from river.datasets import synth
 
 from stream_cd.config import PipelineConfig
+from stream_cd.learning.guard import SourceCap
 from stream_cd.model_key import ModelKey
 
 
@@ -59,3 +60,44 @@ def test_range_guard_holds_back_far_outliers_only_when_on() -> None:
         off.learn(x, y, ts=0)
     assert on.held_back["range"] == 1 and on.learned == 500
     assert off.held_back["range"] == 0 and off.learned == 501
+
+
+def _reference_admits(cap: float, window: int, sources: list[str | None]) -> list[bool]:
+    """The source cap written out plainly: count the source among the last ``window`` admitted."""
+    admitted: list[str | None] = []
+    decisions = []
+    for source in sources:
+        recent = admitted[-window:]
+        ok = source is None or recent.count(source) < cap * window
+        if ok:
+            admitted.append(source)
+        decisions.append(ok)
+    return decisions
+
+
+def test_source_cap_keeps_only_the_sources_of_its_window() -> None:
+    cap = SourceCap(cap=0.1, window=1000)
+    largest = 0
+    for i in range(100_000):
+        assert cap.admit(f"session-{i}")
+        largest = max(largest, len(cap.counts))
+    assert largest == 1000 and len(cap.counts) == 1000 and 0 not in cap.counts.values()
+    assert set(cap.counts) == {f"session-{i}" for i in range(99_000, 100_000)}
+
+
+def test_source_cap_decides_as_a_plain_count_over_its_window() -> None:
+    rng = random.Random(14)
+    # a few flooders, many one-off sessions and events without a source
+    sources = [rng.choice(["flood-a", "flood-b", None, f"s{rng.randrange(10**6)}"]) for _ in range(5_000)]
+    cap = SourceCap(cap=0.2, window=50)
+    decisions = [cap.admit(source) for source in sources]
+    assert decisions == _reference_admits(0.2, 50, sources)
+    assert 0 < decisions.count(False) < len(decisions)  # the cap did hold some back
+    assert len(cap.counts) <= 50
+
+
+def test_source_cap_sheds_the_zero_counts_of_an_older_checkpoint() -> None:
+    cap = SourceCap(cap=0.5, window=4)
+    cap.counts.update({f"gone-{i}": 0 for i in range(100)})  # what an older version pickled
+    cap.admit("a")
+    assert dict(cap.counts) == {"a": 1}
