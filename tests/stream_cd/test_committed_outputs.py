@@ -12,6 +12,7 @@ from stream_cd.embedded import DirectoryStore, EmbeddedTransport
 from stream_cd.errors import TransportError
 from stream_cd.pipeline import Pipeline
 from stream_cd.simulate.datasets import generate
+from stream_cd.state.schedule import SnapshotSchedule
 from stream_cd.transport import Topics
 from stream_cd.worker import run_worker
 
@@ -89,7 +90,8 @@ def _run(transport: EmbeddedTransport, buffered: bool = True) -> tuple[list[str]
     lines: list[bytes] = []
     outputs = CommittedOutputs() if buffered else None
     hold = outputs.wrap if outputs is not None else (lambda write: write)
-    pipeline = Pipeline(CONFIG, record_predictions=True)
+    # a snapshot at every commit: the embedded input cannot be read again from before its last commit
+    pipeline = Pipeline(CONFIG, record_predictions=True, snapshots=SnapshotSchedule(every_events=1, every_s=0))
     run_worker(transport, pipeline, Topics(), state_key=KEY, batch_size=20, commit_every_events=40,
                on_decision=hold(lambda d: printed.append(d.decision_id)),
                on_prediction=hold(lambda record: lines.append(orjson.dumps(record))), outputs=outputs)
