@@ -77,7 +77,8 @@ def test_a_worker_restores_old_key_state_under_new_and_old_and_starts_afresh_und
         run(directory, OLD, EVENTS[:60])
     rotated = run(tmp_path / "rotated", f"{NEW},{OLD}", EVENTS)
     assert rotated.models["default"].learned == 100  # 60 restored, 40 more
-    newest = (tmp_path / "rotated" / "model%3Adefault.ckpt").read_bytes()
+    slots = [f.read_bytes() for f in (tmp_path / "rotated").glob("s*%2Fmodel%3Adefault.ckpt")]
+    newest = max(slots)[8:]  # each file starts with the store's write sequence
     assert signed_by(newest, _keys(monkeypatch, f"{NEW},{OLD}"), b"model:default") == 1  # re-signed with the new key
 
     with caplog.at_level("WARNING"):
