@@ -33,32 +33,30 @@ committing from inside the callback.
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.coordinator.base import MemberState
 from kafka.errors import KafkaError
-from kafka.structs import OffsetAndMetadata
 
-from consumers.admin import TopicSpec, ensure_topics
-from consumers.checkpoints import MAX_CHECKPOINT_BYTES, PARTITIONS_HEADER, committed_records
+from consumers.checkpoints import MAX_CHECKPOINT_BYTES
+from consumers.kafka_calls import Call, within
+from consumers.kafka_commits import COMMIT_TIMEOUT_S, KafkaCommits
+from consumers.kafka_restore import KafkaRestore
 from consumers.fetcher import Fetcher
 from consumers.group_watch import GroupWatch
 from consumers.unreadable import READ_ERRORS, locate, unreadable_message
-from stream_cd.errors import StateError, TransportError, UnreadableMessage
+from stream_cd.errors import TransportError, UnreadableMessage
 from stream_cd.events import DEFAULT_MAX_EVENT_BYTES
-from stream_cd.state.newest import Opener, Version, newest_versions
-from stream_cd.transport import Checkpoint, Message
+from stream_cd.transport import Message
 
-__all__ = ["KafkaTransport"]
+__all__ = ["KafkaTransport", "COMMIT_TIMEOUT_S"]
 
 log = logging.getLogger(__name__)
 
 
-COMMIT_TIMEOUT_S = 60.0
 # With a fetch process: how often the group member polls once settled, while batches
 # come. A rebalance the group starts is seen sooner (the group watch sees it within a
 # second, and the polls wait until this member has joined); this only bounds how late a
@@ -90,42 +88,6 @@ TRANSACTION_RETRY_BACKOFF_MS = 20
 COMPRESSION_TYPE = "lz4"
 
 
-class _Call:
-    """``fn(*args)`` running in a thread of its own, so that the caller can wait for it
-    with a limit (kafka-python's transactional calls can wait forever on a coordinator
-    that never comes back), or go on while it runs; a call that never returns is left
-    to finish, or not, in its thread."""
-
-    def __init__(self, fn, *args) -> None:
-        self._box: dict = {}
-        self._thread = threading.Thread(target=self._run, args=(fn, args), name="stream-cd-kafka-call", daemon=True)
-        self._thread.start()
-
-    def _run(self, fn, args) -> None:
-        try:
-            self._box["result"] = fn(*args)
-        except BaseException as err:  # noqa: BLE001 - handed to the caller
-            self._box["error"] = err
-
-    def done(self) -> bool:
-        return not self._thread.is_alive()
-
-    def result(self, seconds: float):
-        """What the call returned, or the exception it raised; TimeoutError if it has not
-        returned within ``seconds``."""
-        self._thread.join(max(0.0, seconds))
-        if self._thread.is_alive():
-            raise TimeoutError(f"no answer in {seconds:.0f} s")
-        if "error" in self._box:
-            raise self._box["error"]
-        return self._box.get("result")
-
-
-def _within(seconds: float, fn, *args):
-    """Run ``fn(*args)``, raising TimeoutError if it has not returned in ``seconds``."""
-    return _Call(fn, *args).result(seconds)
-
-
 class _Listener(ConsumerRebalanceListener):
     """Notes rebalances; never blocks kafka-python's network thread (pausing a
     partition here, for one, deadlocks it)."""
@@ -149,7 +111,7 @@ class _Listener(ConsumerRebalanceListener):
         self._note("revoked", lost)
 
 
-class KafkaTransport:
+class KafkaTransport(KafkaCommits, KafkaRestore):
     """Consume one topic as a member of ``group``; produce outputs to any topic."""
 
     def __init__(
@@ -180,7 +142,7 @@ class KafkaTransport:
         self._before_commit = before_commit
         self._listener = _Listener(topic)
         self._in_transaction = False
-        self._landing: tuple[_Call, float] | None = None  # exactly-once: a commit in flight, its deadline
+        self._landing: tuple[Call, float] | None = None  # exactly-once: a commit in flight, its deadline
         self._held: list[tuple] = []  # outputs sent while it flies
         self._landed = 0  # commits landed so far (see landed())
         self._subscribed = False
@@ -262,7 +224,7 @@ class KafkaTransport:
             self._fetcher.close()
         for close in (lambda: self.producer.close(timeout=1), lambda: self.consumer.close(autocommit=False, timeout_ms=5_000)):
             try:
-                _within(10.0, close)
+                within(10.0, close)
             except Exception as err:  # noqa: BLE001 - the old clients are being thrown away
                 log.warning("closing an old Kafka client failed: %r", err)
         self._listener = _Listener(self.topic)
@@ -392,172 +354,6 @@ class KafkaTransport:
             return False
         return self._watch is None or not self._watch.unsettled_since(self._joined_at)
 
-    def _begin(self) -> None:
-        if self.transactional and not self._in_transaction:
-            self.producer.begin_transaction()
-            self._in_transaction = True
-
-    def send(self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None = None) -> None:
-        if self._landing is not None and self.transactional:
-            if not self._landing[0].done():
-                self._held.append((topic, key, value, headers))  # for the next transaction
-                return
-            self._land()
-        try:
-            self._begin()
-            future = self.producer.send(topic, key=key, value=value, headers=headers)
-        except KafkaError as err:
-            raise TransportError(f"sending to {topic!r} failed: {err}") from err
-        if not self.transactional:
-            self._pending.append(future)
-
-    def commit(self, checkpoints: Sequence[Checkpoint] = (), *, wait: bool = True) -> None:
-        """Outputs, checkpoints and offsets; raises :class:`TransportError` if they did not
-        all land within ``COMMIT_TIMEOUT_S`` (then nothing of the transaction is visible).
-
-        With ``wait=False`` the call returns once the commit is handed over, and it lands
-        while the worker goes on learning: its round trips to the broker (exactly-once,
-        the offsets' commit and the transaction's end) take 2 to 15 ms, up to 1 µs per
-        event at the default cadence. Exactly-once, outputs sent meanwhile are held for
-        the next transaction. A failure raises from the next ``poll``, ``send`` or
-        ``commit``; the worker then rolls back to the commit before, as for any failure.
-        Without a fetch process, this thread's consumer is the one that commits, and
-        nothing may use it meanwhile: the call waits.
-        """
-        self._land()
-        try:
-            if self.transactional:
-                if not self.consumer.assignment() and not self._in_transaction:
-                    self._landed += 1  # nothing to commit: landed as it is
-                    return
-                offsets = self._offsets()
-                metadata = self.consumer.group_metadata() if offsets else None
-                call = _Call(self._commit_transaction, checkpoints, offsets, metadata)
-            else:
-                pending, self._pending = self._pending, []
-                offsets = self._offsets() if self._fetcher is not None else None
-                call = _Call(self._commit_at_least_once, pending, offsets)
-                wait = wait or self._fetcher is None
-        except KafkaError as err:
-            raise TransportError(f"commit failed: {err}") from err
-        self._landing = (call, time.monotonic() + COMMIT_TIMEOUT_S)
-        if wait:
-            self._land()
-
-    def _commit_at_least_once(self, pending: list, offsets: dict | None) -> None:
-        """In a thread of its own: the outputs sent so far delivered, then ``offsets`` (None:
-        the consumer's positions). The worker's thread keeps off the consumer meanwhile
-        (see :meth:`_keep_membership`)."""
-        if self._before_commit is not None:
-            self._before_commit()
-        self.producer.flush()
-        failed = [f.exception for f in pending if f.failed()]
-        if failed:
-            raise KafkaError(f"{len(failed)} of {len(pending)} output messages were not delivered: {failed[0]!r}")
-        if offsets is None:
-            self.consumer.commit()
-        elif offsets:
-            self.consumer.commit(offsets)
-
-    def _commit_transaction(self, checkpoints: Sequence[Checkpoint], offsets: dict, metadata) -> None:
-        """In a thread of its own: uses the producer only (the worker's thread holds back its
-        sends meanwhile), never the consumer, which is not thread-safe."""
-        if self._before_commit is not None:
-            self._before_commit()
-        self._begin()
-        for cp in checkpoints:
-            header = [(PARTITIONS_HEADER, ",".join(map(str, cp.partitions)).encode())]
-            for partition in cp.partitions:  # beside the state of each source partition it covers
-                self.producer.send(self.checkpoints_topic, key=cp.key.encode(), value=cp.blob, headers=header,
-                                   partition=partition)
-        if offsets:
-            self.producer.send_offsets_to_transaction(offsets, metadata)
-        self.producer.commit_transaction()
-
-    def _land(self) -> None:
-        """Wait for the commit in flight, if any; then send the outputs held meanwhile in a
-        new transaction. Raises :class:`TransportError` if the commit failed (the held
-        outputs are dropped with the rest of the work since the commit before)."""
-        if self._landing is None:
-            return
-        (call, deadline), self._landing = self._landing, None
-        held, self._held = self._held, []
-        try:
-            call.result(deadline - time.monotonic())
-        except TimeoutError:
-            raise TransportError(f"commit did not finish in {COMMIT_TIMEOUT_S:.0f} s") from None
-        except KafkaError as err:
-            raise TransportError(f"commit failed: {err}") from err
-        self._landed += 1
-        self._in_transaction = False
-        for output in held:
-            self.send(*output)
-
-    def landed(self) -> int:
-        """How many calls of :meth:`commit` have landed so far (one with nothing to commit
-        counts). A commit handed over with ``wait=False`` counts from the ``poll``, ``send``
-        or ``commit`` that finds it done."""
-        return self._landed
-
-    def _land_dropping_held(self) -> None:
-        """For a caller about to drop what is uncommitted: wait for the commit in flight
-        without sending the outputs held meanwhile; its failure is only logged (a failed
-        transaction is still open, and is aborted with the rest)."""
-        self._held = []
-        try:
-            self._land()
-        except TransportError as err:
-            log.warning("%s", err)
-
-    def _offsets(self) -> dict[TopicPartition, OffsetAndMetadata]:
-        """The next offset of every held partition, to commit; never below the committed offset
-        read last (a restore replays from before it, and the group's offset stays where the
-        committed state is)."""
-        floors = self._floors
-        if self._fetcher is None:
-            return {tp: OffsetAndMetadata(max(self.consumer.position(tp), floors.get(tp.partition, 0)), "", -1)
-                    for tp in self.consumer.assignment()}
-        held = {tp.partition for tp in self.consumer.assignment() if tp.topic == self.topic}
-        return {
-            TopicPartition(self.topic, p): OffsetAndMetadata(max(offset, floors.get(p, 0)), "", -1)
-            for p, offset in self._positions.items()
-            if p in held
-        }
-
-    def load_checkpoints(self, partitions: Sequence[int], opener: Opener,
-                         older: Mapping[str, int] | None = None) -> dict[str, Version]:
-        """Read the checkpoints partitions of ``partitions`` (the state of a source partition
-        is stored in the checkpoints partition of the same number), and nothing else."""
-        self._land()
-        self._make_room(partitions)
-        try:
-            records = committed_records(self.bootstrap, self.checkpoints_topic, partitions=partitions,
-                                        client_options=self.client_options)
-            stream = ((r.key.decode() if r.key else "", r.offset, r.value) for r in self._counted(records))
-            return newest_versions(stream, opener, older)
-        except (KafkaError, StateError) as err:
-            raise TransportError(f"reading checkpoints from {self.checkpoints_topic!r} failed: {err}") from err
-
-    def _make_room(self, partitions: Sequence[int]) -> None:
-        """The events topic has grown past the checkpoints topic: add partitions to it, and
-        start over with new clients (this producer knows only the partitions it had)."""
-        try:
-            have = len(self.producer.partitions_for(self.checkpoints_topic) or ())
-        except KafkaError as err:
-            raise TransportError(f"no metadata for {self.checkpoints_topic!r}: {err}") from err
-        need = max(partitions, default=-1) + 1
-        if need <= have:
-            return
-        ensure_topics(self.bootstrap, [TopicSpec(self.checkpoints_topic, partitions=need, check=True, grow=True)],
-                      client_options=self.client_options)
-        raise TransportError(f"the checkpoints topic {self.checkpoints_topic!r} had {have} partitions, fewer than the "
-                             f"events topic's {need}; it now has {need}, and the worker starts over with new clients")
-
-    def _counted(self, records):
-        for record in records:
-            self.restore_bytes_read += len(record.value or b"") + len(record.key or b"")
-            yield record
-
     def rebalance_events(self) -> list[tuple[str, list[int]]]:
         events, self._listener.events = self._listener.events, []
         return events
@@ -567,19 +363,6 @@ class KafkaTransport:
 
     def fetching(self) -> bool:
         return self._fetcher is None or self._fetcher.ready
-
-    def abort(self) -> None:
-        """Abort the open transaction, and a commit in flight that failed; if even that
-        fails, start over with new clients."""
-        self._land_dropping_held()
-        if not self._in_transaction:
-            return
-        try:
-            _within(COMMIT_TIMEOUT_S, self.producer.abort_transaction)
-            self._in_transaction = False
-        except (TimeoutError, KafkaError) as err:
-            log.warning("could not abort the open transaction (%r)", err)
-            self.reset()
 
     def seek(self, partition: int, offset: int) -> None:
         if self._fetcher is None:
@@ -617,7 +400,7 @@ class KafkaTransport:
         self._land_dropping_held()
         if self._in_transaction:
             try:
-                _within(10.0, self.producer.abort_transaction)
+                within(10.0, self.producer.abort_transaction)
             except (TimeoutError, KafkaError) as err:
                 log.warning("could not abort the open transaction at close (%r); the broker aborts it on timeout", err)
         if self._fetcher is not None:
@@ -626,6 +409,6 @@ class KafkaTransport:
             self._watch.close()
         for close in (lambda: self.producer.close(timeout=5), lambda: self.consumer.close(autocommit=False)):
             try:
-                _within(15.0, close)
+                within(15.0, close)
             except (TimeoutError, KafkaError) as err:
                 log.warning("closing a Kafka client failed: %r", err)
