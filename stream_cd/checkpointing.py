@@ -41,16 +41,22 @@ class Checkpointing:
     _refused: set[str]
     _deleted: set[str]
 
-    def _snapshot(self, record: str, state, partitions: tuple[int, ...], slot: int) -> list[Checkpoint]:
+    def _snapshot(self, record: str, state, partitions: tuple[int, ...], slot: int,
+                  going_on: bool = True) -> list[Checkpoint]:
         """The checkpoints of one model key's snapshot: the sealed state in its ring slot, or,
-        when it passes ``max_snapshot_bytes``, none (see :meth:`_too_large`)."""
+        when it passes ``max_snapshot_bytes``, none (see :meth:`_too_large`). A worker
+        ``going_on`` learns on with the unpickled copy; one that stops needs none."""
         key = self.state_key
         assert key is not None
+        copy = None
         try:
-            blob, copy = dump_state_and_copy(state, key, record, f"{describe_record(record)} just written")
+            if going_on:
+                blob, copy = dump_state_and_copy(state, key, record, f"{describe_record(record)} just written")
+            else:
+                blob = dump_state(state, key, record)
         except StateError as err:  # it cannot be restored either: go on with the original
             log.warning("%s", err)
-            blob, copy = dump_state(state, key, record), None
+            blob = dump_state(state, key, record)
         if len(blob) > self.max_snapshot_bytes:
             return self._too_large(record, len(blob), partitions)
         if copy is not None:

@@ -27,10 +27,12 @@ b'not valid JSON'
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from stream_cd.committed_outputs import CommittedOutputs
@@ -293,8 +295,9 @@ class Worker(Checkpointing):
         checkpoints: list[Checkpoint] = []
         snapshots = 0
         if self.state_key is not None:
-            for record, state, partitions, slot in self.pipeline.take_snapshots(force):
-                checkpoints += self._snapshot(record, state, partitions, slot)
+            with _collections_paused():
+                for record, state, partitions, slot in self.pipeline.take_snapshots(force):
+                    checkpoints += self._snapshot(record, state, partitions, slot, going_on=not force)
             snapshots = len(checkpoints)
             for record, state, partitions, slot in self.pipeline.take_partition_records():
                 checkpoints.append(Checkpoint(store_key(record, slot), dump_state(state, self.state_key, record), partitions))
@@ -383,6 +386,20 @@ class Worker(Checkpointing):
                 self.transport.seek(partition, self.pipeline.partitions[partition].next_offset)
             else:
                 self.transport.seek_committed(partition)
+
+@contextmanager
+def _collections_paused() -> Iterator[None]:
+    """No garbage collection while snapshots are pickled and unpickled: each makes and frees
+    objects by the thousand, and the collections that set off walk every model key's
+    objects, which cost more than the pickling itself once there are thousands of keys."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
 
 def _labeled_times(batch: DecodedBatch, results: list[tuple[int, Outcome]]) -> list[int]:
     """The timestamps of a decoded batch's labeled events and feedback that were taken in

@@ -35,6 +35,7 @@ promotion; ``block`` holds the promotion back with a ``hold`` decision
 
 from __future__ import annotations
 
+import marshal
 import random
 from typing import Any
 
@@ -55,6 +56,34 @@ class ReferenceSample:
         self.items: list[tuple[dict, Any]] = []
         self.seen = 0
         self.rng = random.Random(f"reference:{seed}")
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The items as one ``marshal`` record: pickled one small dict at a time they were four
+        fifths of a logreg pair's snapshot time (2.7 ms of dumping and 2.5 of loading for
+        2,000 items, against 0.4 and 0.8); marshal gives back the same values exactly (floats
+        bit for bit, ints, bools, strings, tuples). Items it cannot write are pickled as
+        they are. The snapshot is signed before anything of it is read back.
+
+        >>> import pickle
+        >>> sample = ReferenceSample(size=2, seed="k")
+        >>> sample.add({"f": 0.1, "g": "red"}, True); sample.add({"f": float("nan")}, 2.5)
+        >>> back = pickle.loads(pickle.dumps(sample))
+        >>> back.items[0], back.items[1][1], back.items[1][0]["f"] != back.items[1][0]["f"], back.seen
+        (({'f': 0.1, 'g': 'red'}, True), 2.5, True, 2)
+        """
+        state = dict(vars(self))
+        try:
+            state["items"] = marshal.dumps(self.items)
+        except ValueError:  # a feature value marshal does not know
+            pass
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        items = state.get("items")
+        if isinstance(items, bytes):
+            state = {**state, "items": marshal.loads(items)}
+        for name, value in state.items():  # one at a time: attributes stay inline (stream_cd.state.pickling)
+            setattr(self, name, value)
 
     def add(self, x: dict, y: Any) -> None:
         self.seen = seen = self.seen + 1
