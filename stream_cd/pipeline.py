@@ -99,6 +99,7 @@ class Pipeline:
         self._pending = self.snapshots.pending
         self._dirty_partitions: set[int] = set()
         self._replay_moved = False  # a snapshot was taken: the replay points may have moved
+        self.replayed = 0  # messages read again by restores (before their partition's committed position)
 
     # -- processing ------------------------------------------------------------
 
@@ -193,6 +194,7 @@ class Pipeline:
         >>> o.skipped, o.decisions, p.models["new"].learned, p.partitions[0].events
         (True, [], 1, 0)
         """
+        self.replayed += 1
         if type(event) is InvalidEvent:
             return _SKIPPED
         model = self.models.get(event.key) or self.model(event.key)  # type: ignore[union-attr]

@@ -142,7 +142,8 @@ class Worker(Checkpointing):
         stop: threading.Event | None = None,
         end_of_input_exits: bool = True,
     ) -> WorkerStats:
-        """Run until ``max_events`` messages, ``idle_exit`` seconds with nothing new, ``stop``,
+        """Run until ``max_events`` new messages (not counting those a restore reads again),
+        ``idle_exit`` seconds with nothing new, ``stop``,
         or (when ``end_of_input_exits``) an empty poll; commit at the end.
 
         An embedded transport's empty poll means the input is exhausted; Kafka waits.
@@ -157,7 +158,8 @@ class Worker(Checkpointing):
             if stop is not None and stop.is_set():
                 stats.stopped_by = "signal"
                 break
-            want = self.batch_size if max_events is None else min(self.batch_size, max_events - stats.consumed)
+            new = stats.consumed - self.pipeline.replayed  # messages read again by a restore do not count
+            want = self.batch_size if max_events is None else min(self.batch_size, max_events - new)
             if want <= 0:
                 stats.stopped_by = "max-events"
                 break

@@ -142,7 +142,11 @@ def test_a_tampered_newest_snapshot_restores_from_the_one_before_after_compactio
     produce(kafka_bootstrap, f"{prefix}.events", events[:3_000])
     finish(start_worker(kafka_bootstrap, prefix, *flags, "--idle-exit", "4"), timeout=300)
     deadline = time.monotonic() + 120
-    while True:  # the log cleaner keeps the newest of each ring slot: three snapshots
+    # Of the ten snapshots written (one every 300 events), the cleaner keeps the newest of each ring
+    # slot. It never cleans the segment being written: a record of a key no reader takes for a
+    # snapshot rolls it (segment.ms is 100 ms), so that the last snapshots become cleanable too.
+    while True:
+        produce(kafka_bootstrap, f"{prefix}.checkpoints", [(b"roll", b"-")])
         versions = read_checkpoints(kafka_bootstrap, f"{prefix}.checkpoints")["model:default"]
         if len(versions) == 3:
             break
