@@ -100,12 +100,19 @@ def test_a_worker_that_checkpoints_goes_on_with_fast_copies_and_learns_the_same(
     config = PipelineConfig(model="logreg", shadow="logreg", drift="adwin")
     reference, checkpointed = Pipeline(config), Pipeline(config, snapshots=SnapshotSchedule(every_events=200))
     run_worker(EmbeddedTransport(events), reference, Topics())
+    inline: list[bool] = []  # after each batch, the arms the worker goes on learning with
+
+    def look(_: int) -> None:
+        key = checkpointed.models["default"]
+        inline.append(all(keeps_inline(arm.model["StandardScaler"], ["counts", "means", "vars"])
+                          for arm in (key.champion, key.challenger)))
+
     stats = run_worker(EmbeddedTransport(events, store=DirectoryStore(tmp_path)), checkpointed, Topics(),
-                       state_key=b"test-state-key-0123456789abcdef", batch_size=100, commit_every_events=200)
+                       state_key=b"test-state-key-0123456789abcdef", batch_size=100, commit_every_events=200,
+                       on_batch=look)
     assert stats.checkpoints_written >= 8
     assert checkpointed.summary() == reference.summary()
-    for candidate in (checkpointed.models["default"].champion, checkpointed.models["default"].challenger):
-        assert keeps_inline(candidate.model["StandardScaler"], ["counts", "means", "vars"])
+    assert len(inline) == 15 and all(inline)  # a stopping worker's final snapshots need no copy: not checked
 
 
 def test_strings_come_back_interned_and_old_plain_pickles_still_load():
