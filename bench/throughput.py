@@ -194,10 +194,10 @@ def worker_run(bootstrap: str, events_topic: str, pair: str, n: int, mode: str, 
     commit_s = [0.0]
     inner_commit = worker.commit
 
-    def timed_commit(wait: bool = True) -> None:
+    def timed_commit(wait: bool = True, **options) -> None:
         t = perf_counter()
         try:
-            inner_commit(wait)
+            inner_commit(wait, **options)
         finally:
             commit_s[0] += perf_counter() - t
 
