@@ -79,6 +79,7 @@ class KafkaCommits:
                     self._landed += 1  # nothing to commit: landed as it is
                     return
                 offsets = self._offsets()
+                self._check_held(checkpoints, offsets)
                 metadata = self.consumer.group_metadata() if offsets else None
                 call = Call(self._commit_transaction, checkpoints, offsets, metadata)
             else:
@@ -91,6 +92,19 @@ class KafkaCommits:
         self._landing = (call, time.monotonic() + COMMIT_TIMEOUT_S)
         if wait:
             self._land()
+
+    @staticmethod
+    def _check_held(checkpoints: Sequence[Checkpoint], offsets: dict) -> None:
+        """State goes out only for partitions whose offsets go out with it. A rebalance can
+        take partitions while the worker still holds their uncommitted state (it learns of
+        it after its next poll); a transaction of that state without their offsets would
+        not be fenced by the group's generation, and would land after the new owner's
+        commits, leaving an older partition record and older snapshots as the newest."""
+        covered = {p for cp in checkpoints for p in cp.partitions}
+        unowned = covered - {tp.partition for tp in offsets}
+        if unowned:
+            raise TransportError(f"partitions {sorted(unowned)} are no longer held (a rebalance took them): their state "
+                                 f"is not committed, and the worker rolls back to its last commit")
 
     def _commit_at_least_once(self, pending: list, offsets: dict | None) -> None:
         """In a thread of its own: the outputs sent so far delivered, then ``offsets`` (None:

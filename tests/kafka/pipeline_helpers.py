@@ -87,7 +87,11 @@ def start_worker(bootstrap: str, prefix: str, *flags: str) -> subprocess.Popen:
 
 def finish(worker: subprocess.Popen, timeout: float = 120) -> tuple[dict, list[dict], str]:
     """Wait for a worker; return its summary, the decisions it printed and its stderr."""
-    out, err = worker.communicate(timeout=timeout)
+    try:
+        out, err = worker.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        tail = worker.stderr.read().decode()[-3000:] if isinstance(worker, WorkerProcess) else ""  # type: ignore[union-attr]
+        raise AssertionError(f"the worker did not exit in {timeout:.0f} s; its last log lines:\n{tail}") from None
     assert worker.returncode == 0, f"worker exited {worker.returncode}: {err.decode()[-2000:]}"
     lines = [orjson.loads(line) for line in out.splitlines() if line.strip()]
     assert lines and "summary" in lines[-1], f"no summary line in {out[-500:]!r}"
