@@ -119,6 +119,20 @@ def produce(bootstrap: str, topic: str, values: Iterable[tuple[bytes | None, byt
     return n
 
 
+def produce_paced(bootstrap: str, topic: str, values: list[tuple[bytes | None, bytes | None]], rate: float) -> int:
+    """:func:`produce` at a steady ``rate`` messages per second."""
+    start = time.monotonic()
+
+    def paced():
+        for i, value in enumerate(values):
+            delay = start + i / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            yield value
+
+    return produce(bootstrap, topic, paced())
+
+
 def read_topic(bootstrap: str, topic: str, expected: int, deadline_s: float = 60.0) -> list:
     """All records of ``topic`` from the start, read_committed, until ``expected`` or the deadline."""
     consumer = KafkaConsumer(

@@ -20,7 +20,7 @@ from stream_cd import subscribe_decisions
 from stream_cd.simulate.datasets import generate
 from stream_cd.state.records import model_key_of_record
 from stream_cd.state.signing import load_state
-from tests.kafka.pipeline_helpers import finish, produce, start_worker, wait_committed
+from tests.kafka.pipeline_helpers import finish, produce, produce_paced, start_worker, wait_committed
 
 pytestmark = pytest.mark.kafka
 
@@ -89,7 +89,7 @@ def test_a_thousand_keys_through_two_kills_and_a_late_joiner_equal_an_uninterrup
     ensure_topics(kafka_bootstrap, [TopicSpec(f"{prefix}.events", partitions=PARTITIONS)])
     half = len(keyed_stream) // 2
     produce(kafka_bootstrap, f"{prefix}.events", keyed_stream[:half])
-    rest = threading.Thread(target=_paced, args=(kafka_bootstrap, f"{prefix}.events", keyed_stream[half:], 2_500))
+    rest = threading.Thread(target=produce_paced, args=(kafka_bootstrap, f"{prefix}.events", keyed_stream[half:], 2_500))
     delays = random.Random(7)
     first = start_worker(kafka_bootstrap, prefix, *FLAGS, "--worker-id", "w1")
     wait_committed(kafka_bootstrap, group, 6_000, first)
@@ -112,19 +112,6 @@ def test_a_thousand_keys_through_two_kills_and_a_late_joiner_equal_an_uninterrup
     decisions = _decisions(kafka_bootstrap, prefix)
     assert decisions == reference_decisions  # none lost, none repeated, the same content
     assert _final(kafka_bootstrap, prefix, probe) == _final(kafka_bootstrap, reference_prefix, probe)
-
-
-def _paced(bootstrap: str, topic: str, values: list[tuple[bytes, bytes]], rate: float) -> None:
-    began = time.monotonic()
-
-    def paced():
-        for i, value in enumerate(values):
-            delay = began + i / rate - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            yield value
-
-    produce(bootstrap, topic, paced())
 
 
 def test_a_tampered_newest_snapshot_restores_from_the_one_before_after_compaction(kafka_bootstrap, topic_prefix):

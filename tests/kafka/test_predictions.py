@@ -12,7 +12,9 @@ from kafka import KafkaConsumer, TopicPartition
 
 from consumers.admin import TopicSpec, ensure_topics
 from stream_cd.simulate.datasets import generate
-from tests.kafka.pipeline_helpers import committed, finish, predictions_by_id, produce, start_worker, wait_committed
+from tests.kafka import pipeline_helpers as helpers
+from tests.kafka.pipeline_helpers import (committed, finish, predictions_by_id, produce, start_worker,
+                                          wait_committed)
 
 pytestmark = pytest.mark.kafka
 
@@ -45,16 +47,7 @@ def one_distinct_each(found: dict[str, list[tuple]], ids: set[str]) -> dict[str,
 
 def produce_paced(bootstrap: str, topic: str, stream: list[bytes], rate: float) -> None:
     """Produce ``stream`` at a steady ``rate`` messages per second (the load of the test)."""
-    start = time.monotonic()
-
-    def paced():
-        for i, raw in enumerate(stream):
-            delay = start + i / rate - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            yield b"default", raw
-
-    produce(bootstrap, topic, paced())
+    helpers.produce_paced(bootstrap, topic, [(b"default", raw) for raw in stream], rate)
 
 
 def test_requests_at_a_steady_rate_get_one_distinct_prediction_each_in_both_delivery_modes(kafka_bootstrap, topic_prefix):
