@@ -87,6 +87,8 @@ class Fetcher:
         self._last_epoch = 0
         self.ready = False  # the fetch process has started and has its consumer
         self._ready: deque[DecodedBatch] = deque()  # received, current, not handed out yet
+        self._asked = 0  # number of the last question about the partitions' lag
+        self._answer: tuple[int, dict[int, int] | None] = (0, None)
         self._unpickler = BatchUnpickler()
 
     # -- what the worker asks for ---------------------------------------------------------
@@ -121,6 +123,25 @@ class Fetcher:
             batch, rest = batch.split(max_records)
             self._ready.appendleft(rest)
         return batch
+
+    def lag(self, timeout_s: float) -> dict[int, int] | None:
+        """How many messages of each held partition are not taken yet: those the fetch
+        process has not read (it asks the broker for the partitions' ends) and those
+        read and waiting here. None when the answer does not come within ``timeout_s``."""
+        self._asked += 1
+        asked = self._asked
+        self._send(("lag", asked))
+        deadline = time.monotonic() + timeout_s
+        while self._answer[0] != asked:
+            if not self._data.poll(max(0.0, deadline - time.monotonic())):
+                return None
+            self._receive()
+        unread = self._answer[1]
+        if unread is None:
+            return None
+        for batch in self._ready:  # read, and waiting to be taken
+            unread[batch.partition] = unread.get(batch.partition, 0) + len(batch)
+        return {p: n for p, n in unread.items() if p in self._epochs}
 
     def has_batch(self) -> bool:
         """Whether a batch (or a message about one) is waiting to be taken."""
@@ -165,6 +186,9 @@ class Fetcher:
             return
         if message[0] == "ready":
             self.ready = True
+            return
+        if message[0] == "lag":
+            self._answer = (message[1], message[2])
             return
         if message[0] == "error":
             raise TransportError(f"the fetch process failed: {message[1]}")
@@ -223,7 +247,7 @@ def _run(config: dict[str, Any], topic: str, max_records: int, max_event_bytes: 
         gc.set_threshold(50_000, 10, 10)
         reader.warm_up()
         _tell(out, "ready")
-        while _obey(reader, commands):
+        while _obey(reader, commands, out):
             if not reader.epochs:
                 continue
             try:
@@ -258,9 +282,9 @@ def _tell(out: Connection, *message: Any) -> None:
     out.send_bytes(pickle.dumps(message, protocol=PROTOCOL))
 
 
-def _obey(reader: "_Reader", commands: Connection) -> bool:
-    """Apply the worker's commands; False when told to stop. Waits a little for one
-    when no partition is held."""
+def _obey(reader: "_Reader", commands: Connection, out: Connection) -> bool:
+    """Apply the worker's commands (and answer its questions); False when told to stop.
+    Waits a little for one when no partition is held."""
     wait = 0.0 if reader.epochs else 0.2
     while commands.poll(wait):
         wait = 0.0
@@ -271,6 +295,8 @@ def _obey(reader: "_Reader", commands: Connection) -> bool:
             reader.seek(*command[1:])
         elif command[0] == "drop":
             reader.drop(command[1])
+        elif command[0] == "lag":
+            _tell(out, "lag", command[1], reader.lag())
     return True
 
 
@@ -347,20 +373,31 @@ class _Reader:
         positions = {p: self.consumer.position(TopicPartition(self.topic, p)) for p in self.epochs}
         return locate(self.config, self.topic, positions) or (None, None)
 
+    def lag(self) -> dict[int, int] | None:
+        """Per held partition, how many messages lie between this consumer's position and
+        the partition's end (the last stable offset: what a read_committed reader can
+        read), or None when the broker does not say. The position has passed
+        transaction markers as well, so a partition read to its end has none."""
+        tps = [TopicPartition(self.topic, p) for p in self.epochs]
+        try:
+            ends = self.consumer.end_offsets(tps, timeout_ms=2_000)
+            positions = {tp: self.consumer.position(tp, timeout_ms=2_000) for tp in tps}
+        except Exception as err:  # noqa: BLE001 - a broker that is away: unknown
+            log.warning("fetch process: cannot read the partitions' ends (%r)", err)
+            return None
+        if any(position is None for position in positions.values()):
+            return None
+        return {tp.partition: max(0, end - positions[tp]) for tp, end in ends.items()}
+
     def heal_if_stalled(self) -> None:
         now = time.monotonic()
         if now - self.last_data < STALL_S or now - self.last_check < STALL_S:
             return
         self.last_check = now
-        tps = [TopicPartition(self.topic, p) for p in self.epochs]
-        try:
-            ends = {tp.partition: end for tp, end in self.consumer.end_offsets(tps, timeout_ms=2_000).items()}
-        except Exception as err:  # noqa: BLE001 - a broker that is away: try a new consumer
-            log.warning("fetch process: cannot read the partitions' ends (%r)", err)
-            ends = None
-        behind = ends is None or any(end > (self.next.get(p) or 0) for p, end in ends.items())
-        state = (ends, dict(self.next))
-        if not behind or (ends is not None and state == self.healed_at):
+        lag = self.lag()
+        behind = lag is None or any(n > 0 for n in lag.values())
+        state = (lag, dict(self.next))
+        if not behind or (lag is not None and state == self.healed_at):
             return
         log.warning("fetch process: nothing read for %.0f s though the partitions have more; starting a new consumer", now - self.last_data)
         self.healed_at = state

@@ -364,6 +364,19 @@ class KafkaTransport(KafkaCommits, KafkaRestore):
     def fetching(self) -> bool:
         return self._fetcher is None or self._fetcher.ready
 
+    def behind(self) -> dict[int, int] | None:
+        held = [tp for tp in self.consumer.assignment() if tp.topic == self.topic]
+        if self._fetcher is not None:
+            lag = self._fetcher.lag(timeout_s=5.0)
+        else:
+            try:
+                ends = self.consumer.end_offsets(held, timeout_ms=5_000)
+                lag = {tp.partition: end - self.consumer.position(tp, timeout_ms=5_000) for tp, end in ends.items()}
+            except KafkaError as err:
+                log.debug("cannot tell how far the partitions are behind: %r", err)
+                return None
+        return None if lag is None else {p: n for p, n in lag.items() if n > 0}
+
     def seek(self, partition: int, offset: int) -> None:
         if self._fetcher is None:
             self.consumer.seek(TopicPartition(self.topic, partition), offset)

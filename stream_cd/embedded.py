@@ -159,6 +159,10 @@ class EmbeddedTransport:
     def fetching(self) -> bool:
         return True
 
+    def behind(self) -> dict[int, int]:
+        """Nothing: an empty poll means the input is read to its end."""
+        return {}
+
     def assignment(self) -> list[int]:
         return [0]
 

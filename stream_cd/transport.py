@@ -127,6 +127,11 @@ class Transport(Protocol):
         """Whether messages of the held partitions that are there will come (False while a
         fetch process is still starting): until then, nothing new is not idleness."""
 
+    def behind(self) -> dict[int, int] | None:
+        """How many messages each held partition has that have not been read yet (only
+        those with some), or None when that cannot be known now. Nothing new for a
+        while is idleness only when nothing is behind: else the reading is stuck."""
+
     def abort(self) -> None:
         """Drop every output and checkpoint sent since the last commit."""
 

@@ -58,6 +58,9 @@ log = logging.getLogger("stream_cd.worker")
 DEFAULT_COMMIT_EVENTS = 20_000
 DEFAULT_COMMIT_SECONDS = 2.0
 MAX_FAILURES = 10
+# An idle exit waits this many more idle periods, at most, while its partitions are behind
+# their ends (the reading is stuck, and the fetch process is starting a new consumer).
+MAX_IDLE_STALLS = 3
 # A model key's snapshot larger than this is not written (the key goes on unsaved): the
 # checkpoints topic takes messages up to this size, and a restore holds one of them per
 # key. A logreg champion and shadow weigh 13 KB to 170 KB.
@@ -125,6 +128,7 @@ class Worker(Checkpointing):
         self.stats = WorkerStats()
         self._uncommitted = 0
         self._failures = 0
+        self._idle_stalls = 0  # idle periods in a row that ended with partitions still behind
         self._in_flight = False  # a commit handed to the transport without waiting for it
         self._fell_back: set[str] = set()
         self._refused: set[str] = set()  # records of which a stored version was refused in the last restore
@@ -178,10 +182,14 @@ class Worker(Checkpointing):
                 elif idle_since is None:
                     idle_since = time.monotonic()
                 if idle_exit is not None and idle_since is not None and time.monotonic() - idle_since >= idle_exit:
-                    stats.stopped_by = "idle"
-                    break
+                    stopped_by = self._idle_stop(idle_exit)
+                    if stopped_by is not None:
+                        stats.stopped_by = stopped_by
+                        break
+                    idle_since = time.monotonic()
             elif step == "batch":
                 idle_since = time.monotonic()
+                self._idle_stalls = 0
             else:  # rebalanced: the held partitions were just restored and sought
                 idle_since = None
         try:
@@ -196,6 +204,27 @@ class Worker(Checkpointing):
             self._outputs_landed(rollback=True)
             stats.stopped_by += ", final commit failed"
         return stats
+
+    def _idle_stop(self, idle_exit: float) -> str | None:
+        """Why an idle exit may go, or None when it must wait: nothing new came for
+        ``idle_exit`` seconds, and the held partitions have nothing more either. A partition behind its end means the
+        reading is stuck (the fetch process starts a new consumer when it is): the worker
+        waits another idle period, up to :data:`MAX_IDLE_STALLS` times, and then goes
+        anyway, saying so (the partitions' next owner reads on from the last commit)."""
+        behind = self.transport.behind()
+        if not behind:
+            return "idle"
+        self._idle_stalls += 1
+        fields = {"behind": behind, "idle_s": idle_exit, "stalls": self._idle_stalls}
+        if self._idle_stalls > MAX_IDLE_STALLS:
+            log.error("nothing read for %d idle periods of %.0f s though partitions are behind their ends (%s); "
+                      "stopping anyway: their next owner reads on from the last commit", MAX_IDLE_STALLS + 1, idle_exit,
+                      _lag_text(behind), extra={"event": "idle_stalled", "fields": fields})
+            return "idle, reading stalled"
+        log.warning("nothing read for %.0f s, but partitions are behind their ends (%s): the reading is stuck, not "
+                    "idle; waiting another %.0f s", idle_exit, _lag_text(behind), idle_exit,
+                    extra={"event": "idle_stalled", "fields": fields})
+        return None
 
     def _step(self, want: int, end_of_input_exits: bool) -> str:
         """One poll and what follows it: ``batch``, ``idle``, ``rebalanced`` or ``end``."""
@@ -388,6 +417,15 @@ class Worker(Checkpointing):
                 self.transport.seek(partition, self.pipeline.partitions[partition].next_offset)
             else:
                 self.transport.seek_committed(partition)
+
+def _lag_text(behind: dict[int, int]) -> str:
+    """How far partitions are behind, in words.
+
+    >>> _lag_text({3: 1200, 0: 5})
+    'partition 0: 5 messages, partition 3: 1,200 messages'
+    """
+    return ", ".join(f"partition {p}: {n:,} messages" for p, n in sorted(behind.items()))
+
 
 @contextmanager
 def _collections_paused() -> Iterator[None]:

@@ -153,6 +153,34 @@ def test_a_stuck_fetch_consumer_is_replaced_and_resumes_where_it_stopped(kafka_b
         reader.close()
 
 
+def test_lag_counts_what_is_not_taken_and_a_transactional_partition_read_to_its_end_has_none(kafka_bootstrap, topic_prefix):
+    from kafka import KafkaProducer
+
+    topic = _events_topic(kafka_bootstrap, topic_prefix)
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, transactional_id=f"{topic_prefix}lag")
+    producer.init_transactions()
+    for t in range(4):  # four transactions: a commit marker after each, the last one at the very end
+        producer.begin_transaction()
+        for i in range(250):
+            producer.send(topic, key=b"k", value=orjson.dumps({"x": {"i": t * 250 + i}}))
+        producer.commit_transaction()
+    producer.close()
+    fetcher = _fetcher(kafka_bootstrap, topic, max_records=100)
+    try:
+        fetcher.seek(0, 0)
+        taken = _take_until(fetcher, 300)
+        lag = fetcher.lag(timeout_s=10.0)
+        assert lag is not None and 1_000 - sum(map(len, taken)) <= lag[0] <= 1_004 - sum(map(len, taken))
+        taken += _take_until(fetcher, 1_000 - sum(map(len, taken)))
+        assert [o for batch in taken for o in batch.offsets][-1] == 1_002  # the last message, before its marker
+        deadline = time.monotonic() + 10  # the fetch after the last message passes its marker
+        while (lag := fetcher.lag(timeout_s=10.0)) != {0: 0} and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert lag == {0: 0}  # past the markers too: read to the end
+    finally:
+        fetcher.close()
+
+
 def test_closing_does_not_wait_for_a_fetch_process_blocked_on_a_full_pipe(kafka_bootstrap, topic_prefix):
     topic = _events_topic(kafka_bootstrap, topic_prefix)
     pad = "p" * 300

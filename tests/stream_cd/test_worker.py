@@ -368,6 +368,56 @@ def test_an_outage_and_the_recovery_from_it_do_not_count_as_idle(monkeypatch) ->
     assert pipeline.summary()["models"]["default"]["learned"] == 30  # not given up on before they came
 
 
+class _StalledTransport(EmbeddedTransport):
+    """A reading that stops halfway while the partition has more (a stuck consumer), for
+    ``stalled_polls`` polls, then goes on; ``behind`` says what is left."""
+
+    def __init__(self, source: list[bytes], clock: list[float], stalled_polls: int) -> None:
+        super().__init__(source)
+        self.total, self.read, self.clock = len(source), 0, clock
+        self.stalled_polls = stalled_polls
+        self.asked = 0
+
+    def poll(self, max_records, timeout_s):
+        self.clock[0] += timeout_s
+        if self.read >= self.total // 2 and self.stalled_polls:
+            self.stalled_polls -= 1
+            return []
+        messages = super().poll(min(max_records, 5), timeout_s)
+        self.read += len(messages)
+        return messages
+
+    def behind(self):
+        self.asked += 1
+        return {0: self.total - self.read} if self.read < self.total else {}
+
+
+def _stalled_run(monkeypatch, stalled_polls: int):
+    import stream_cd.worker as worker_module
+
+    clock = [0.0]
+    monkeypatch.setattr(worker_module.time, "monotonic", lambda: clock[0])
+    transport = _StalledTransport([orjson.dumps(e) for e in generate("agrawal", 40, seed=1)], clock, stalled_polls)
+    pipeline = Pipeline()
+    stats = worker_module.Worker(transport, pipeline, Topics()).run(idle_exit=5.0, end_of_input_exits=False)
+    return transport, stats, pipeline.summary()["models"]["default"]["learned"]
+
+
+def test_an_idle_exit_waits_while_its_partitions_are_behind_their_ends(monkeypatch) -> None:
+    # stalled for 12.5 s of polls (0.5 s each), over two idle periods of 5 s: stuck, not idle
+    transport, stats, learned = _stalled_run(monkeypatch, stalled_polls=25)
+    assert learned == 40 and stats.stopped_by == "idle"  # every message read once the reading came back
+    assert transport.asked == 3  # twice during the stall, and once at the end
+
+
+def test_an_idle_exit_gives_up_on_a_reading_that_stays_stalled(monkeypatch) -> None:
+    import stream_cd.worker as worker_module
+
+    transport, stats, learned = _stalled_run(monkeypatch, stalled_polls=10_000)
+    assert stats.stopped_by == "idle, reading stalled" and learned == 20
+    assert transport.asked == worker_module.MAX_IDLE_STALLS + 1
+
+
 def _action_and_place(value: bytes) -> tuple:
     decision = orjson.loads(value)
     return decision["action"], decision["trigger"], decision["events_seen"], decision["champion_version"]
