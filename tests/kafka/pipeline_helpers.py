@@ -63,6 +63,19 @@ class WorkerProcess(subprocess.Popen):
 
 
 STARTED: list[subprocess.Popen] = []
+# What a worker logs of its group life: what a failed assertion about several workers needs.
+_STORY = ("rebalance", "restored", "stuck", "stalled", "failed", "rolling back", "giving up", "replacing")
+
+
+def worker_story(*workers: WorkerProcess) -> str:
+    """The rebalances, restores, stalls and failures each of ``workers`` logged so far (the
+    last 40 of each), for the message of an assertion about what they did together."""
+    parts = []
+    for worker in workers:
+        lines = [line[:300] for line in worker.stderr.read().decode(errors="replace").splitlines()  # type: ignore[union-attr]
+                 if any(word in line for word in _STORY)]
+        parts.append(f"-- worker pid {worker.pid} (exit {worker.returncode}):\n" + "\n".join(lines[-40:]))
+    return "\n".join(parts)
 
 
 def kill_leftovers() -> None:

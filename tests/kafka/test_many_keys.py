@@ -20,7 +20,7 @@ from stream_cd import subscribe_decisions
 from stream_cd.simulate.datasets import generate
 from stream_cd.state.records import model_key_of_record
 from stream_cd.state.signing import load_state
-from tests.kafka.pipeline_helpers import finish, produce, produce_paced, start_worker, wait_committed
+from tests.kafka.pipeline_helpers import finish, produce, produce_paced, start_worker, wait_committed, worker_story
 
 pytestmark = pytest.mark.kafka
 
@@ -73,6 +73,16 @@ def _merged(summaries: list[dict]) -> dict:
     return {"models": dict(sorted(models.items()))}
 
 
+def _differences(got: dict, want: dict) -> str:
+    """Which model keys' states differ, and how the first of them does."""
+    keys = sorted(k for k in want.keys() | got.keys() if got.get(k) != want.get(k))
+    if not keys:
+        return "no model key differs"
+    first, mine = want.get(keys[0], {}), got.get(keys[0], {})
+    fields = {f: (mine.get(f), first.get(f)) for f in first.keys() | mine.keys() if mine.get(f) != first.get(f)}
+    return f"{len(keys)} model keys differ ({', '.join(keys[:10])}...); {keys[0]} (got, wanted): {fields}"
+
+
 def test_a_thousand_keys_through_two_kills_and_a_late_joiner_equal_an_uninterrupted_run(
         kafka_bootstrap, topic_prefix, keyed_stream, probe):
     reference_prefix = topic_prefix + "ref"
@@ -92,26 +102,31 @@ def test_a_thousand_keys_through_two_kills_and_a_late_joiner_equal_an_uninterrup
     rest = threading.Thread(target=produce_paced, args=(kafka_bootstrap, f"{prefix}.events", keyed_stream[half:], 2_500))
     delays = random.Random(7)
     first = start_worker(kafka_bootstrap, prefix, *FLAGS, "--worker-id", "w1")
+    workers = [first]
     wait_committed(kafka_bootstrap, group, 6_000, first)
     time.sleep(delays.uniform(0.0, 1.0))
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=10)
     rest.start()  # the second half arrives while the workers come and go
     first = start_worker(kafka_bootstrap, prefix, *FLAGS, "--worker-id", "w1")
+    workers.append(first)
     wait_committed(kafka_bootstrap, group, half + 2_000, first)
     late = start_worker(kafka_bootstrap, prefix, *FLAGS, "--worker-id", "w2", "--idle-exit", "8")
+    workers.append(late)
     wait_committed(kafka_bootstrap, group, half + 8_000, first)
     time.sleep(delays.uniform(0.0, 1.0))
     first.send_signal(signal.SIGKILL)  # its partitions move to the late joiner, then back
     first.wait(timeout=10)
     first = start_worker(kafka_bootstrap, prefix, *FLAGS, "--worker-id", "w1", "--idle-exit", "8")
+    workers.append(first)
     rest.join()
     summaries = [finish(worker, timeout=600)[0] for worker in (first, late)]
 
-    assert _merged(summaries) == _merged([reference])
+    merged, wanted = _merged(summaries)["models"], _merged([reference])["models"]
+    assert merged == wanted, f"{_differences(merged, wanted)}\n{worker_story(*workers)}"
     decisions = _decisions(kafka_bootstrap, prefix)
-    assert decisions == reference_decisions  # none lost, none repeated, the same content
-    assert _final(kafka_bootstrap, prefix, probe) == _final(kafka_bootstrap, reference_prefix, probe)
+    assert decisions == reference_decisions, worker_story(*workers)  # none lost, none repeated, the same content
+    assert _final(kafka_bootstrap, prefix, probe) == _final(kafka_bootstrap, reference_prefix, probe), worker_story(*workers)
 
 
 def test_a_tampered_newest_snapshot_restores_from_the_one_before_after_compaction(kafka_bootstrap, topic_prefix):

@@ -23,6 +23,7 @@ from tests.kafka.pipeline_helpers import (
     cli,
     finish,
     finish_with_counts,
+    worker_story,
     produce,
     read_topic,
     start_worker,
@@ -178,4 +179,4 @@ def test_two_workers_share_partitions_and_learn_each_event_once(kafka_bootstrap,
         model_key = model_key_of_record(key)
         if model_key is not None:
             learned[model_key] = load_state(versions[-1][2], TEST_STATE_KEY.encode(), key, key).learned
-    assert learned == {key: per_key for key in keys}
+    assert learned == {key: per_key for key in keys}, worker_story(*workers)
