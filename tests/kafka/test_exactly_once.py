@@ -21,7 +21,7 @@ from stream_cd import subscribe_decisions
 from stream_cd.simulate.datasets import generate
 from stream_cd.pipeline import model_key_of_record
 from stream_cd.state.signing import load_state
-from tests.kafka.pipeline_helpers import cli, finish, finish_with_counts, produce, start_worker, wait_committed
+from tests.kafka.pipeline_helpers import cli, finish, finish_with_counts, produce, produce_paced, start_worker, wait_committed
 
 pytestmark = pytest.mark.kafka
 
@@ -46,31 +46,18 @@ def probe() -> list[dict]:
     return [e["x"] for e in generate("agrawal", 1_000, seed=99)]
 
 
+def _keyed(events: list[bytes], keys: int = 1) -> list[tuple[bytes, bytes]]:
+    """The events as (key, value) messages: all of model key ``default``, or spread over
+    ``keys`` model keys ``m0``, ``m1``, ... in turn."""
+    if keys == 1:
+        return [(b"default", raw) for raw in events]
+    return [(f"m{i % keys}".encode(), orjson.dumps({**orjson.loads(raw), "key": f"m{i % keys}"}))
+            for i, raw in enumerate(events)]
+
+
 def _fill(bootstrap: str, prefix: str, events: list[bytes], partitions: int = 1, keys: int = 1) -> None:
     ensure_topics(bootstrap, [TopicSpec(f"{prefix}.events", partitions=partitions)])
-    def keyed():
-        for i, raw in enumerate(events):
-            if keys == 1:
-                yield b"default", raw
-            else:
-                key = f"m{i % keys}"
-                yield key.encode(), orjson.dumps({**orjson.loads(raw), "key": key})
-    produce(bootstrap, f"{prefix}.events", keyed())
-
-
-def _fill_paced(bootstrap: str, prefix: str, events: list[bytes], start: int, keys: int, rate: float) -> None:
-    """Produce ``events[start:]`` keyed like :func:`_fill`, at about ``rate`` events/s."""
-    began = time.monotonic()
-
-    def paced():
-        for i in range(start, len(events)):
-            delay = began + (i - start) / rate - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            key = f"m{i % keys}"
-            yield key.encode(), orjson.dumps({**orjson.loads(events[i]), "key": key})
-
-    produce(bootstrap, f"{prefix}.events", paced())
+    produce(bootstrap, f"{prefix}.events", _keyed(events, keys))
 
 
 def _final_models(bootstrap: str, prefix: str, probe: list[dict]) -> dict[str, list]:
@@ -187,7 +174,7 @@ def test_a_worker_joining_and_leaving_mid_stream_changes_nothing(kafka_bootstrap
     wait_committed(kafka_bootstrap, group, 8_000, first)
     second = start_worker(kafka_bootstrap, prefix, *FLAGS, "--worker-id", "w2")
     # the rest of the stream arrives while both work, at about 4,000 events/s
-    rest = threading.Thread(target=_fill_paced, args=(kafka_bootstrap, prefix, stream, 10_000, 4, 4_000))
+    rest = threading.Thread(target=produce_paced, args=(kafka_bootstrap, f"{prefix}.events", _keyed(stream, 4)[10_000:], 4_000))
     rest.start()
     _wait_both_work(kafka_bootstrap, group, (first, second))
 
