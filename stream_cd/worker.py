@@ -41,6 +41,7 @@ from stream_cd.errors import TransportError
 from stream_cd.events import Event
 from stream_cd.observe.hooks import WorkerObserver
 from stream_cd.checkpointing import Checkpointing
+from stream_cd.rebalancing import MAX_FAILURES, Rebalancing
 from stream_cd.pipeline import Outcome, Pipeline, learned
 from stream_cd.report import decision_line
 from stream_cd.state.records import store_key
@@ -48,7 +49,7 @@ from stream_cd.state.signing import dump_state
 from stream_cd.transport import DEAD_LETTER_ORIGIN, DEAD_LETTER_REASON, Checkpoint, DecodedBatch, Message, Topics, Transport
 
 __all__ = ["WorkerStats", "Worker", "run_worker", "DEFAULT_COMMIT_EVENTS", "DEFAULT_COMMIT_SECONDS",
-           "DEFAULT_MAX_SNAPSHOT_BYTES"]
+           "DEFAULT_MAX_SNAPSHOT_BYTES", "MAX_FAILURES"]
 
 log = logging.getLogger("stream_cd.worker")
 
@@ -57,7 +58,6 @@ log = logging.getLogger("stream_cd.worker")
 # decisions prompt and a crash's re-work small; 20,000 events bounds the re-work under heavy load.
 DEFAULT_COMMIT_EVENTS = 20_000
 DEFAULT_COMMIT_SECONDS = 2.0
-MAX_FAILURES = 10
 # An idle exit waits this many more idle periods, at most, while its partitions are behind
 # their ends (the reading is stuck, and the fetch process is starting a new consumer).
 MAX_IDLE_STALLS = 3
@@ -82,7 +82,7 @@ class WorkerStats:
     stopped_by: str = ""
 
 
-class Worker(Checkpointing):
+class Worker(Checkpointing, Rebalancing):
     """Runs a pipeline over a transport until told to stop."""
 
     def __init__(
@@ -352,71 +352,6 @@ class Worker(Checkpointing):
         in flight any more), drop the rest."""
         if self.outputs is not None:
             (self.outputs.drop if rollback else self.outputs.landed)(self.transport.landed())
-
-    def _recover(self, err: TransportError) -> None:
-        """The transport failed (the broker went away, the group forgot this member): drop
-        what is uncommitted and start over from the last commit with a reset transport.
-        With state, nothing is lost and nothing repeated; without, the uncommitted messages
-        are processed again (at least once). Gives up after ``MAX_FAILURES`` in a row."""
-        self._failures += 1
-        self._in_flight = False
-        if self._failures > MAX_FAILURES:
-            raise TransportError(f"giving up after {MAX_FAILURES} failures in a row; the last: {err}") from err
-        log.warning("%s; rolling back to the last commit (failure %d of at most %d in a row)", err, self._failures, MAX_FAILURES,
-                    extra={"event": "commit_failure", "fields": {"error": str(err), "failures_in_a_row": self._failures}})
-        if self.observer is not None:
-            self.observer.failed(err)
-        self.transport.reset()
-        self._outputs_landed(rollback=True)
-        if self.state_key is not None:
-            self.pipeline.reset()  # restored from the checkpoints when the partitions come back
-        else:
-            self.pipeline.forget_positions()  # the uncommitted messages come again and are processed again
-        self._uncommitted = 0
-
-    def _rollback(self) -> None:
-        """Abort the open transaction and return every held partition to its committed state."""
-        self.transport.abort()
-        self._outputs_landed(rollback=True)
-        self.pipeline.reset()
-        self._uncommitted = 0
-        self._resume(self.transport.assignment())
-
-    def _rebalanced(self, changes: list[tuple[str, list[int]]]) -> None:
-        """Partitions were revoked or assigned inside the last poll.
-
-        With state, uncommitted work is rolled back (the new owner of a revoked
-        partition resumes from its committed state, so nothing is learned twice)
-        and every held partition is restored from its checkpoints. Without state,
-        the unprocessed batch is dropped and the held partitions re-read from their
-        committed offsets.
-        """
-        log.info("rebalance: %s", "; ".join(f"{kind} {', '.join(map(str, partitions))}" for kind, partitions in changes),
-                 extra={"event": "rebalance", "fields": {"changes": [{"kind": k, "partitions": p} for k, p in changes],
-                                                         "held": self.transport.assignment()}})
-        if self.observer is not None:
-            self.observer.rebalanced(changes)
-        revoked = any(kind == "revoked" for kind, _ in changes)
-        if self.state_key is not None and revoked:
-            self._rollback()
-            return
-        if revoked:
-            for kind, partitions in changes:
-                if kind == "revoked":
-                    self.pipeline.release(partitions)
-        self._resume(self.transport.assignment())
-
-    def _resume(self, partitions: list[int]) -> None:
-        held = set(self.pipeline.partitions) | {p for s in self.pipeline.models.values() for p in s.offsets}
-        fresh = [p for p in partitions if p not in held] if self.state_key is not None else []
-        positions = self._restore_committed(fresh) if fresh else {}
-        for partition in partitions:
-            if partition in positions:
-                self.transport.seek(partition, positions[partition])
-            elif partition in self.pipeline.partitions and self.state_key is not None:
-                self.transport.seek(partition, self.pipeline.partitions[partition].next_offset)
-            else:
-                self.transport.seek_committed(partition)
 
 def _lag_text(behind: dict[int, int]) -> str:
     """How far partitions are behind, in words.
