@@ -124,6 +124,9 @@ def run_kafka_worker(
             publisher.close()
 
 
+YOUNG_OBJECTS = 10_000  # new objects before a young garbage collection (Python's default: 700)
+
+
 def _freeze_what_is_there() -> None:
     """Keep what a worker has made by the time it starts (the modules of River, SciPy, NumPy
     and kafka-python: about 100,000 objects) out of every later garbage collection.
@@ -131,10 +134,15 @@ def _freeze_what_is_there() -> None:
     A full collection walks every tracked object; with those in it, one took 60-330 ms on a
     busy machine, and every request fetched meanwhile waited for it. They live as long as
     the process, so nothing is lost by never collecting them. Model state made later
-    (restored, learned, pending exposures) is collected as before.
+    (restored, learned, pending exposures) is collected as before, but a young collection
+    waits for 10,000 new objects instead of 700: a new model key makes a few hundred
+    (two River pipelines, metrics, stores), and with thousands of keys alive the collections
+    they set off cost more than making them. In one process side by side, a logreg pair
+    learned 10,000 keys' events about 30 % faster (1,000 keys about 10 %, one key the same).
     """
     gc.collect()
     gc.freeze()
+    gc.set_threshold(YOUNG_OBJECTS, *gc.get_threshold()[1:])
 
 
 def _both(first: Callable[[dict], None], then: Callable[[dict], None] | None) -> Callable[[dict], None]:
