@@ -132,3 +132,18 @@ def test_check_task_of_a_preset() -> None:
     ModelSpec.parse("linreg").check_task("regression")
     with pytest.raises(ConfigError, match="'linreg' is for regression, but the task is classification"):
         ModelSpec.parse("linreg").check_task("classification")
+
+
+@pytest.mark.parametrize("name", ["logreg", "linreg"])
+def test_a_ready_copy_of_a_preset_learns_exactly_as_a_freshly_built_one(name: str) -> None:
+    from river.datasets import synth
+
+    stream = synth.Agrawal(seed=5) if name == "logreg" else synth.Friedman(seed=5)
+    factory, _ = PRESETS[name]
+    fresh, copy = factory(), ModelSpec.parse(name).build()
+    other = ModelSpec.parse(name).build()  # a second copy shares nothing with the first
+    for x, y in stream.take(2_000):
+        assert copy.predict_one(x) == fresh.predict_one(x)
+        fresh.learn_one(x, y)
+        copy.learn_one(x, y)
+    assert other.predict_one(x) == factory().predict_one(x)  # untouched by what the copy learned
