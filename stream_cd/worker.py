@@ -172,6 +172,7 @@ class Worker(Checkpointing, Rebalancing):
             except TransportError as err:
                 self._recover(err)
                 idle_since = None  # an outage and the recovery from it are not idleness
+                self._idle_stalls = 0
                 continue
             if step == "end":
                 stats.stopped_by = "end-of-input"
@@ -182,7 +183,12 @@ class Worker(Checkpointing, Rebalancing):
                 elif idle_since is None:
                     idle_since = time.monotonic()
                 if idle_exit is not None and idle_since is not None and time.monotonic() - idle_since >= idle_exit:
-                    stopped_by = self._idle_stop(idle_exit)
+                    try:
+                        stopped_by = self._idle_stop(idle_exit)
+                    except TransportError as err:  # the fetch process is gone: as from a poll
+                        self._recover(err)
+                        idle_since = None
+                        continue
                     if stopped_by is not None:
                         stats.stopped_by = stopped_by
                         break
@@ -192,6 +198,7 @@ class Worker(Checkpointing, Rebalancing):
                 self._idle_stalls = 0
             else:  # rebalanced: the held partitions were just restored and sought
                 idle_since = None
+                self._idle_stalls = 0
         try:
             self.commit(force=True)  # every changed key's snapshot: a restart need not replay
         except TransportError as err:
@@ -206,23 +213,28 @@ class Worker(Checkpointing, Rebalancing):
         return stats
 
     def _idle_stop(self, idle_exit: float) -> str | None:
-        """Why an idle exit may go, or None when it must wait: nothing new came for
-        ``idle_exit`` seconds, and the held partitions have nothing more either. A partition behind its end means the
-        reading is stuck (the fetch process starts a new consumer when it is): the worker
-        waits another idle period, up to :data:`MAX_IDLE_STALLS` times, and then goes
-        anyway, saying so (the partitions' next owner reads on from the last commit)."""
+        """Why an idle exit may go, or None when it must wait.
+
+        Nothing new came for ``idle_exit`` seconds; the worker goes when the held
+        partitions have nothing more either. When some are behind their ends, or it
+        cannot be told (the broker does not answer), the reading is stuck rather than
+        done (the fetch process starts a new consumer when it is): the worker waits
+        another idle period, up to :data:`MAX_IDLE_STALLS` times, and then goes anyway,
+        saying so (the partitions' next owner reads on from the last commit).
+        """
         behind = self.transport.behind()
-        if not behind:
+        if behind == {}:
             return "idle"
         self._idle_stalls += 1
+        what = "it cannot be told how far the partitions are behind" if behind is None else \
+            f"partitions are behind their ends ({_lag_text(behind)})"
         fields = {"behind": behind, "idle_s": idle_exit, "stalls": self._idle_stalls}
         if self._idle_stalls > MAX_IDLE_STALLS:
-            log.error("nothing read for %d idle periods of %.0f s though partitions are behind their ends (%s); "
-                      "stopping anyway: their next owner reads on from the last commit", MAX_IDLE_STALLS + 1, idle_exit,
-                      _lag_text(behind), extra={"event": "idle_stalled", "fields": fields})
+            log.error("nothing read for %d idle periods of %.0f s, and %s; stopping anyway: the partitions' next owner "
+                      "reads on from the last commit", MAX_IDLE_STALLS + 1, idle_exit, what,
+                      extra={"event": "idle_stalled", "fields": fields})
             return "idle, reading stalled"
-        log.warning("nothing read for %.0f s, but partitions are behind their ends (%s): the reading is stuck, not "
-                    "idle; waiting another %.0f s", idle_exit, _lag_text(behind), idle_exit,
+        log.warning("nothing read for %.0f s, but %s: not idle; waiting another %.0f s", idle_exit, what, idle_exit,
                     extra={"event": "idle_stalled", "fields": fields})
         return None
 
@@ -352,6 +364,7 @@ class Worker(Checkpointing, Rebalancing):
         in flight any more), drop the rest."""
         if self.outputs is not None:
             (self.outputs.drop if rollback else self.outputs.landed)(self.transport.landed())
+
 
 def _lag_text(behind: dict[int, int]) -> str:
     """How far partitions are behind, in words.

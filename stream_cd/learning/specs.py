@@ -106,7 +106,7 @@ class ModelSpec:
         >>> a.learn_one({"f": 1.0}, True); b.predict_proba_one({"f": 1.0})  # b learned nothing
         {False: 0.5, True: 0.5}
         """
-        if self.name in _READY:
+        if self.name in _READY and self.factory is PRESETS[self.name][0]:
             return _ready_copy(self.name, self.factory)
         model = self.factory()
         if not hasattr(model, "learn_one") or not hasattr(model, "predict_one"):

@@ -64,7 +64,8 @@ class WorkerProcess(subprocess.Popen):
 
 STARTED: list[subprocess.Popen] = []
 # What a worker logs of its group life: what a failed assertion about several workers needs.
-_STORY = ("rebalance", "restored", "stuck", "stalled", "failed", "rolling back", "giving up", "replacing")
+_STORY = ("rebalance", "restored", "behind", "stalled", "stopping anyway", "new consumer", "failed", "rolling back",
+          "giving up", "replacing")
 
 
 def worker_story(*workers: WorkerProcess) -> str:

@@ -418,6 +418,21 @@ def test_an_idle_exit_gives_up_on_a_reading_that_stays_stalled(monkeypatch) -> N
     assert transport.asked == worker_module.MAX_IDLE_STALLS + 1
 
 
+def test_an_idle_exit_that_cannot_tell_how_far_behind_it_is_waits_as_for_a_stall(monkeypatch) -> None:
+    import stream_cd.worker as worker_module
+
+    unknown = {"asked": 0}
+
+    def cannot_tell():
+        unknown["asked"] += 1
+        return None  # the broker does not answer
+
+    monkeypatch.setattr(_StalledTransport, "behind", lambda self: cannot_tell())
+    _, stats, learned = _stalled_run(monkeypatch, stalled_polls=0)
+    assert learned == 40 and stats.stopped_by == "idle, reading stalled"
+    assert unknown["asked"] == worker_module.MAX_IDLE_STALLS + 1
+
+
 def _action_and_place(value: bytes) -> tuple:
     decision = orjson.loads(value)
     return decision["action"], decision["trigger"], decision["events_seen"], decision["champion_version"]
