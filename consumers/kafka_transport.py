@@ -45,6 +45,7 @@ from consumers.checkpoints import MAX_CHECKPOINT_BYTES
 from consumers.kafka_calls import Call, within
 from consumers.kafka_commits import COMMIT_TIMEOUT_S, KafkaCommits
 from consumers.kafka_restore import KafkaRestore
+from consumers.fetch_process import lag_of
 from consumers.fetcher import Fetcher
 from consumers.group_watch import GroupWatch
 from consumers.unreadable import READ_ERRORS, locate, unreadable_message
@@ -365,16 +366,11 @@ class KafkaTransport(KafkaCommits, KafkaRestore):
         return self._fetcher is None or self._fetcher.ready
 
     def behind(self) -> dict[int, int] | None:
-        held = [tp for tp in self.consumer.assignment() if tp.topic == self.topic]
         if self._fetcher is not None:
             lag = self._fetcher.lag(timeout_s=5.0)
         else:
-            try:
-                ends = self.consumer.end_offsets(held, timeout_ms=5_000)
-                lag = {tp.partition: end - self.consumer.position(tp, timeout_ms=5_000) for tp, end in ends.items()}
-            except KafkaError as err:
-                log.debug("cannot tell how far the partitions are behind: %r", err)
-                return None
+            held = [tp for tp in self.consumer.assignment() if tp.topic == self.topic]
+            lag = lag_of(self.consumer, held, timeout_s=5.0)
         return None if lag is None else {p: n for p, n in lag.items() if n > 0}
 
     def seek(self, partition: int, offset: int) -> None:

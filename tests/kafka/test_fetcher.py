@@ -119,7 +119,7 @@ def test_the_fetch_process_exits_when_its_worker_is_killed(kafka_bootstrap, topi
 
 
 def test_a_stuck_fetch_consumer_is_replaced_and_resumes_where_it_stopped(kafka_bootstrap, topic_prefix, monkeypatch):
-    import consumers.fetcher as fetcher
+    import consumers.fetch_process as fetcher
 
     topic = _events_topic(kafka_bootstrap, topic_prefix)
     produce(kafka_bootstrap, topic, ((b"k", orjson.dumps({"x": {"i": i}})) for i in range(3_000)))
