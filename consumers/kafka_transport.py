@@ -18,9 +18,9 @@ Either way the commit can land in a thread of its own while the worker learns
 from the next events (``commit(wait=False)``).
 
 By default a fetch process (``consumers.fetcher``) reads and decodes the held
-partitions, and this process's consumer only keeps the group membership and
-commits: kafka-python's record parsing and the JSON decoding then run beside
-the learning instead of taking turns with it.
+partitions, and this process's consumer only keeps the group membership
+(``consumers.kafka_membership``) and commits: kafka-python's record parsing and
+the JSON decoding then run beside the learning instead of taking turns with it.
 
 kafka-python runs rebalance callbacks on its network thread, where nothing
 may block, so the callbacks only note what changed; the worker handles it
@@ -38,12 +38,12 @@ from collections.abc import Callable, Sequence
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.coordinator.base import MemberState
 from kafka.errors import KafkaError
 
 from consumers.checkpoints import MAX_CHECKPOINT_BYTES
 from consumers.kafka_calls import Call, within
 from consumers.kafka_commits import COMMIT_TIMEOUT_S, KafkaCommits
+from consumers.kafka_membership import KafkaMembership
 from consumers.kafka_restore import KafkaRestore
 from consumers.fetch_process import lag_of
 from consumers.fetcher import Fetcher
@@ -56,22 +56,6 @@ from stream_cd.transport import Message
 __all__ = ["KafkaTransport", "COMMIT_TIMEOUT_S"]
 
 log = logging.getLogger(__name__)
-
-
-# With a fetch process: how often the group member polls once settled, while batches
-# come. A rebalance the group starts is seen sooner (the group watch sees it within a
-# second, and the polls wait until this member has joined); this only bounds how late a
-# change seen in metadata alone (more partitions) is noticed, which kafka-python refreshes
-# every 5 minutes anyway, and keeps inside the group's max.poll.interval (5 minutes). Such a poll usually takes 1-2 ms, but
-# on a busy machine now and then 100-250 ms (it hands work to kafka-python's network
-# thread and waits for it), and every request fetched meanwhile waits too: once a second,
-# that was the worker's whole latency tail at 1,000 requests/s; every 10 s, still 1-2 %
-# of requests.
-MEMBERSHIP_POLL_S = 60.0
-# With nothing fetched for this long, the member polls this often: a poll is what shows
-# that the broker went away (then the worker starts over with new clients), and an idle
-# worker has no request to delay.
-IDLE_MEMBERSHIP_POLL_S = 1.0
 
 
 # kafka-python's sender waits this long when a step of a transaction is queued from the
@@ -112,7 +96,7 @@ class _Listener(ConsumerRebalanceListener):
         self._note("revoked", lost)
 
 
-class KafkaTransport(KafkaCommits, KafkaRestore):
+class KafkaTransport(KafkaCommits, KafkaRestore, KafkaMembership):
     """Consume one topic as a member of ``group``; produce outputs to any topic."""
 
     def __init__(
@@ -306,54 +290,6 @@ class KafkaTransport(KafkaCommits, KafkaRestore):
                 return batch
             if time.monotonic() >= deadline:
                 return ()
-
-    def _keep_membership(self, deadline: float) -> None:
-        """Poll this process's consumer for the group's sake: joins, rebalances, the poll
-        interval (heartbeats have their own thread). Anything it fetched is not used.
-
-        kafka-python moves a join on only while poll waits, so it waits while the group is
-        unsettled: this member holds no partitions, is not a stable member (``group_metadata``:
-        joining, or forgotten by the group), or the coordinator has shown the group rebalancing
-        since this member last joined (:mod:`consumers.group_watch`, asked every second; the
-        polls then wait until kafka-python's heartbeat, every ``heartbeat_interval_ms``, has
-        heard of it too and the member has joined: a few seconds without serving, before a
-        rebalance that takes the partitions away anyway). Once settled, a poll without waiting
-        every ``MEMBERSHIP_POLL_S`` is enough while batches come (each costs one to two
-        milliseconds: every 0.1 s, that was 1-2 % of the worker's time), and every
-        ``IDLE_MEMBERSHIP_POLL_S`` when none has come for that long. A settled poll that is
-        due waits for a moment with no batch waiting (for at most another ``MEMBERSHIP_POLL_S``,
-        still inside max.poll.interval), and for an at-least-once commit in flight, which
-        uses the consumer, to land: the worker never stops serving to wait for either.
-        """
-        settled = bool(self.consumer.assignment()) and self._stable_member()
-        now = time.monotonic()
-        if settled:
-            since = now - self._membership_polled
-            idle = now - self._last_batch >= IDLE_MEMBERSHIP_POLL_S
-            if since < (IDLE_MEMBERSHIP_POLL_S if idle else MEMBERSHIP_POLL_S):
-                return
-            if self._landing is not None and not self._landing[0].done() and not self.transactional:
-                return
-            if since < 2 * MEMBERSHIP_POLL_S and self._fetcher is not None and self._fetcher.has_batch():
-                return
-        self._land()  # an at-least-once commit in flight uses the consumer
-        if not settled:
-            self.consumer.poll(timeout_ms=max(1, int(1000 * (deadline - now))))
-        else:
-            self.consumer.poll(timeout_ms=0)
-        self._membership_polled = now
-
-    def _stable_member(self) -> bool:
-        """Whether this member is stable in its group and the coordinator has not shown the
-        group rebalancing (or without it) since this member's generation began."""
-        metadata = self.consumer.group_metadata()
-        if metadata.generation_id != self._generation:
-            self._generation, self._joined_at = metadata.generation_id, time.monotonic()
-        if self._watch is not None:
-            self._watch.member_id = metadata.member_id
-        if metadata.state != MemberState.STABLE:
-            return False
-        return self._watch is None or not self._watch.unsettled_since(self._joined_at)
 
     def rebalance_events(self) -> list[tuple[str, list[int]]]:
         events, self._listener.events = self._listener.events, []
