@@ -39,6 +39,7 @@ from stream_cd.committed_outputs import CommittedOutputs
 from stream_cd.decisions import Decision
 from stream_cd.errors import TransportError
 from stream_cd.events import Event
+from stream_cd.idle import IdleExit
 from stream_cd.observe.hooks import WorkerObserver
 from stream_cd.checkpointing import Checkpointing
 from stream_cd.rebalancing import MAX_FAILURES, Rebalancing
@@ -58,9 +59,6 @@ log = logging.getLogger("stream_cd.worker")
 # decisions prompt and a crash's re-work small; 20,000 events bounds the re-work under heavy load.
 DEFAULT_COMMIT_EVENTS = 20_000
 DEFAULT_COMMIT_SECONDS = 2.0
-# An idle exit waits this many more idle periods, at most, while its partitions are behind
-# their ends (the reading is stuck, and the fetch process is starting a new consumer).
-MAX_IDLE_STALLS = 3
 # A model key's snapshot larger than this is not written (the key goes on unsaved): the
 # checkpoints topic takes messages up to this size, and a restore holds one of them per
 # key. A logreg champion and shadow weigh 13 KB to 170 KB.
@@ -128,7 +126,6 @@ class Worker(Checkpointing, Rebalancing):
         self.stats = WorkerStats()
         self._uncommitted = 0
         self._failures = 0
-        self._idle_stalls = 0  # idle periods in a row that ended with partitions still behind
         self._in_flight = False  # a commit handed to the transport without waiting for it
         self._fell_back: set[str] = set()
         self._refused: set[str] = set()  # records of which a stored version was refused in the last restore
@@ -147,17 +144,14 @@ class Worker(Checkpointing, Rebalancing):
         end_of_input_exits: bool = True,
     ) -> WorkerStats:
         """Run until ``max_events`` new messages (not counting those a restore reads again),
-        ``idle_exit`` seconds with nothing new, ``stop``,
-        or (when ``end_of_input_exits``) an empty poll; commit at the end.
+        ``idle_exit`` seconds with nothing new and nothing left to read (see
+        :mod:`stream_cd.idle`), ``stop``, or (when ``end_of_input_exits``) an empty poll;
+        commit at the end.
 
         An embedded transport's empty poll means the input is exhausted; Kafka waits.
-        The idle clock starts once the worker holds partitions, and again after a
-        rebalance or a recovery from a failed transport: waiting for the group to assign
-        partitions (after a restart, until the crashed member times out), or for a broker
-        to come back, is not idleness.
         """
         stats = self.stats
-        idle_since: float | None = None
+        idle = IdleExit(idle_exit)
         while True:
             if stop is not None and stop.is_set():
                 stats.stopped_by = "signal"
@@ -169,36 +163,22 @@ class Worker(Checkpointing, Rebalancing):
                 break
             try:
                 step = self._step(want, end_of_input_exits)
-            except TransportError as err:
+                if step == "idle" and idle.quiet(waiting=not self.transport.assignment() or not self.transport.fetching()):
+                    stopped_by = idle.stop_reason(self.transport.behind())
+                    if stopped_by is not None:
+                        stats.stopped_by = stopped_by
+                        break
+            except TransportError as err:  # a failed poll or commit, or a fetch process gone
                 self._recover(err)
-                idle_since = None  # an outage and the recovery from it are not idleness
-                self._idle_stalls = 0
+                idle.restart()  # an outage and the recovery from it are not idleness
                 continue
             if step == "end":
                 stats.stopped_by = "end-of-input"
                 break
-            if step == "idle":
-                if not self.transport.assignment() or not self.transport.fetching():
-                    idle_since = None  # waiting for partitions (a join, a rejoin) or a fetch process is not idleness
-                elif idle_since is None:
-                    idle_since = time.monotonic()
-                if idle_exit is not None and idle_since is not None and time.monotonic() - idle_since >= idle_exit:
-                    try:
-                        stopped_by = self._idle_stop(idle_exit)
-                    except TransportError as err:  # the fetch process is gone: as from a poll
-                        self._recover(err)
-                        idle_since = None
-                        continue
-                    if stopped_by is not None:
-                        stats.stopped_by = stopped_by
-                        break
-                    idle_since = time.monotonic()
-            elif step == "batch":
-                idle_since = time.monotonic()
-                self._idle_stalls = 0
-            else:  # rebalanced: the held partitions were just restored and sought
-                idle_since = None
-                self._idle_stalls = 0
+            if step == "batch":
+                idle.busy()
+            elif step == "rebalanced":  # the held partitions were just restored and sought
+                idle.restart()
         try:
             self.commit(force=True)  # every changed key's snapshot: a restart need not replay
         except TransportError as err:
@@ -211,32 +191,6 @@ class Worker(Checkpointing, Rebalancing):
             self._outputs_landed(rollback=True)
             stats.stopped_by += ", final commit failed"
         return stats
-
-    def _idle_stop(self, idle_exit: float) -> str | None:
-        """Why an idle exit may go, or None when it must wait.
-
-        Nothing new came for ``idle_exit`` seconds; the worker goes when the held
-        partitions have nothing more either. When some are behind their ends, or it
-        cannot be told (the broker does not answer), the reading is stuck rather than
-        done (the fetch process starts a new consumer when it is): the worker waits
-        another idle period, up to :data:`MAX_IDLE_STALLS` times, and then goes anyway,
-        saying so (the partitions' next owner reads on from the last commit).
-        """
-        behind = self.transport.behind()
-        if behind == {}:
-            return "idle"
-        self._idle_stalls += 1
-        what = "it cannot be told how far the partitions are behind" if behind is None else \
-            f"partitions are behind their ends ({_lag_text(behind)})"
-        fields = {"behind": behind, "idle_s": idle_exit, "stalls": self._idle_stalls}
-        if self._idle_stalls > MAX_IDLE_STALLS:
-            log.error("nothing read for %d idle periods of %.0f s, and %s; stopping anyway: the partitions' next owner "
-                      "reads on from the last commit", MAX_IDLE_STALLS + 1, idle_exit, what,
-                      extra={"event": "idle_stalled", "fields": fields})
-            return "idle, reading stalled"
-        log.warning("nothing read for %.0f s, but %s: not idle; waiting another %.0f s", idle_exit, what, idle_exit,
-                    extra={"event": "idle_stalled", "fields": fields})
-        return None
 
     def _step(self, want: int, end_of_input_exits: bool) -> str:
         """One poll and what follows it: ``batch``, ``idle``, ``rebalanced`` or ``end``."""
@@ -364,15 +318,6 @@ class Worker(Checkpointing, Rebalancing):
         in flight any more), drop the rest."""
         if self.outputs is not None:
             (self.outputs.drop if rollback else self.outputs.landed)(self.transport.landed())
-
-
-def _lag_text(behind: dict[int, int]) -> str:
-    """How far partitions are behind, in words.
-
-    >>> _lag_text({3: 1200, 0: 5})
-    'partition 0: 5 messages, partition 3: 1,200 messages'
-    """
-    return ", ".join(f"partition {p}: {n:,} messages" for p, n in sorted(behind.items()))
 
 
 @contextmanager

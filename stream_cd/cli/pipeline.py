@@ -54,7 +54,7 @@ def _register_worker(commands: argparse._SubParsersAction) -> None:
     add_topic_flags(p)
     p.add_argument("--group", metavar="G", help="consumer group (default: <prefix>.workers)")
     p.add_argument("--max-events", type=positive_int, metavar="N", help="stop after N new messages, valid or not (those a restore reads again do not count)")
-    p.add_argument("--idle-exit", type=positive_float, metavar="SECONDS", help="stop after SECONDS with no new message")
+    p.add_argument("--idle-exit", type=positive_float, metavar="SECONDS", help="stop after SECONDS with no new message, once the held partitions are read to their end (a reading stuck with messages left waits up to three more periods)")
     p.add_argument("--batch-size", type=positive_int, default=2000, metavar="N", help="messages per poll (default: 2000)")
     p.add_argument("--delivery", choices=("exactly-once", "at-least-once"), default="exactly-once",
                    help="exactly-once: decisions, signed checkpoints and offsets commit in one transaction and model "

@@ -14,6 +14,7 @@ from stream_cd.state.schedule import SnapshotSchedule
 from stream_cd.pipeline import Pipeline
 from stream_cd.transport import DEAD_LETTER_ORIGIN, DEAD_LETTER_REASON, Topics
 from stream_cd.learning.triggers import TriggerSettings
+from stream_cd.idle import MAX_IDLE_STALLS
 from stream_cd.worker import run_worker
 
 # One malformed message of every kind in issue 3, item 1, with a word its reason must contain.
@@ -411,16 +412,12 @@ def test_an_idle_exit_waits_while_its_partitions_are_behind_their_ends(monkeypat
 
 
 def test_an_idle_exit_gives_up_on_a_reading_that_stays_stalled(monkeypatch) -> None:
-    import stream_cd.worker as worker_module
-
     transport, stats, learned = _stalled_run(monkeypatch, stalled_polls=10_000)
     assert stats.stopped_by == "idle, reading stalled" and learned == 20
-    assert transport.asked == worker_module.MAX_IDLE_STALLS + 1
+    assert transport.asked == MAX_IDLE_STALLS + 1
 
 
 def test_an_idle_exit_that_cannot_tell_how_far_behind_it_is_waits_as_for_a_stall(monkeypatch) -> None:
-    import stream_cd.worker as worker_module
-
     unknown = {"asked": 0}
 
     def cannot_tell():
@@ -430,7 +427,7 @@ def test_an_idle_exit_that_cannot_tell_how_far_behind_it_is_waits_as_for_a_stall
     monkeypatch.setattr(_StalledTransport, "behind", lambda self: cannot_tell())
     _, stats, learned = _stalled_run(monkeypatch, stalled_polls=0)
     assert learned == 40 and stats.stopped_by == "idle, reading stalled"
-    assert unknown["asked"] == worker_module.MAX_IDLE_STALLS + 1
+    assert unknown["asked"] == MAX_IDLE_STALLS + 1
 
 
 def _action_and_place(value: bytes) -> tuple:
