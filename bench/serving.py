@@ -28,6 +28,7 @@ import asyncio
 import json
 import multiprocessing as mp
 import os
+import shlex
 import re
 import statistics
 import subprocess
@@ -53,13 +54,16 @@ def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "stream_cd.cli", *args]
 
 
+WORKER_ARGS: list[str] = []  # --worker-args: more flags for every plain worker
+
+
 def start_worker(bootstrap: str, prefix: str, mode: str, log, diagnose: Path | None = None) -> subprocess.Popen:
     if diagnose is not None:  # the same worker, instrumented (see worker_child)
         return subprocess.Popen([sys.executable, __file__, "--child", str(diagnose), "--bootstrap", bootstrap,
                                  "--modes", mode, "--out", prefix], stdout=subprocess.DEVNULL, stderr=log, cwd=REPO)
     return subprocess.Popen(
         cli("worker", "--bootstrap", bootstrap, "--topic-prefix", prefix, "--model", "logreg", "--drift", "none",
-            "--delivery", mode, "--worker-id", "bench", "--publish-predictions"),
+            "--delivery", mode, "--worker-id", "bench", "--publish-predictions", *WORKER_ARGS),
         stdout=subprocess.DEVNULL, stderr=log, cwd=REPO, env={**os.environ, "STREAM_CD_STATE_KEY": STATE_KEY},
     )
 
@@ -459,8 +463,11 @@ def main() -> None:
     parser.add_argument("--no-floor", dest="floor", action="store_false",
                         help="skip the one-hop floor (requests read back from their own topic, no worker)")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--worker-args", default="", metavar="FLAGS",
+                        help="more flags for the worker, e.g. '--commit-every-seconds 5' (not with --diagnose)")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
+    WORKER_ARGS[:] = shlex.split(args.worker_args)
     if args.child is not None:
         return worker_child(args.bootstrap, str(args.out), args.modes, args.child)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -469,7 +476,8 @@ def main() -> None:
     modes = args.modes.split(",")
     rates = [float(r) for r in args.rates.split(",") if r]
     seconds = [float(s) for s in args.seconds.split(",")]
-    results: dict = {"machine": {"cpus": os.cpu_count(), "loadavg_start": os.getloadavg()}, "kafka": [], "http": []}
+    results: dict = {"machine": {"cpus": os.cpu_count(), "loadavg_start": os.getloadavg()}, "worker_args": WORKER_ARGS,
+                     "kafka": [], "http": []}
     print("(i) request -> prediction readable on <prefix>.predictions (read_committed reader)")
     print(f"{'delivery':14s} {'rate/s':>7s} {'sent/s':>7s} {'n':>6s} {'p50 ms':>7s} {'p99 ms':>7s} {'max ms':>7s} {'missing':>7s}")
     for rate, secs in zip(rates, seconds):
