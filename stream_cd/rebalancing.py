@@ -111,13 +111,23 @@ class Rebalancing:
         self._resume(self.transport.assignment())
 
     def _resume(self, partitions: list[int]) -> None:
+        """Read ``partitions`` on: restore those not held, and seek every one.
+
+        A held partition resumes at its next offset, unless the replay of its restore is
+        not over (its keys not snapshotted then have not all taken in their events up to
+        its committed position yet): then it resumes where that replay started, which is
+        safe, since every key skips the events it has already taken in. A rebalance
+        seen in two polls (the revocation in one, the new assignment in the next) restores
+        the partitions in the first and finds them held in the second, mid-replay."""
         held = set(self.pipeline.partitions) | {p for s in self.pipeline.models.values() for p in s.offsets}
         fresh = [p for p in partitions if p not in held] if self.state_key is not None else []
         positions = self._restore_committed(fresh) if fresh else {}
+        floors = self.pipeline.snapshots.floors
         for partition in partitions:
             if partition in positions:
                 self.transport.seek(partition, positions[partition])
             elif partition in self.pipeline.partitions and self.state_key is not None:
-                self.transport.seek(partition, self.pipeline.partitions[partition].next_offset)
+                next_offset = self.pipeline.partitions[partition].next_offset
+                self.transport.seek(partition, min(next_offset, floors.get(partition, next_offset)))
             else:
                 self.transport.seek_committed(partition)

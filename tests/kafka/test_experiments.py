@@ -16,7 +16,7 @@ from stream_cd import subscribe_decisions
 from stream_cd.simulate.datasets import generate
 from stream_cd.simulate.feedback import delayed_feedback
 from tests.kafka.pipeline_helpers import REPO, cli, finish, produce, read_topic, start_worker
-from tests.kafka.pipeline_helpers import wait_committed
+from tests.kafka.pipeline_helpers import wait_committed, worker_story
 
 pytestmark = pytest.mark.kafka
 
@@ -88,7 +88,7 @@ def test_ab_tests_on_four_keys_with_two_workers_decide_exactly_once_as_in_proces
     summaries = [finish(w, timeout=600)[0] for w in (first, second)]
 
     models = {k: m for s in summaries for k, m in s["models"].items()}
-    assert models == reference_summary["models"]
+    assert models == reference_summary["models"], f"{sorted(models)}\n{worker_story(first, second)}"
     decisions = list(subscribe_decisions(kafka_bootstrap, f"{prefix}.decisions", from_beginning=True))
     assert len({d["decision_id"] for d in decisions}) == len(decisions)  # exactly once
     assert _outcome(decisions) == _outcome(reference_decisions)
