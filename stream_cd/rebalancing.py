@@ -122,12 +122,11 @@ class Rebalancing:
         held = set(self.pipeline.partitions) | {p for s in self.pipeline.models.values() for p in s.offsets}
         fresh = [p for p in partitions if p not in held] if self.state_key is not None else []
         positions = self._restore_committed(fresh) if fresh else {}
-        floors = self.pipeline.snapshots.floors
         for partition in partitions:
             if partition in positions:
                 self.transport.seek(partition, positions[partition])
             elif partition in self.pipeline.partitions and self.state_key is not None:
                 next_offset = self.pipeline.partitions[partition].next_offset
-                self.transport.seek(partition, min(next_offset, floors.get(partition, next_offset)))
+                self.transport.seek(partition, self.pipeline.snapshots.resume_from(partition, next_offset))
             else:
                 self.transport.seek_committed(partition)

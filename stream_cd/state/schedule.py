@@ -132,10 +132,15 @@ class SnapshotSchedule:
         """``partition``'s record was restored from ``slot``."""
         self._partition_slots[partition] = (slot + 1) % self.ring
 
+    def resume_from(self, partition: int, next_offset: int) -> int:
+        """Where reading ``partition`` on must start: its ``next_offset``, or where the
+        running restore of it started while that replay is not over."""
+        return min(next_offset, self.floors.get(partition, next_offset))
+
     def replay_from(self, partition: int, next_offset: int) -> int:
         """Where a restore of ``partition`` must start: the first event of any key not yet
         snapshotted, and no later than where the running restore of it started."""
-        start = min(next_offset, self.floors.get(partition, next_offset))
+        start = self.resume_from(partition, next_offset)
         for key, pending in self.pending.items():
             first = pending.first.get(partition)
             if first is not None and first < start and key not in self.unsaved:
