@@ -142,3 +142,15 @@ def test_the_store_rejects_a_bound_of_nothing() -> None:
         SessionStore(max_sessions=0)
     with pytest.raises(ValueError, match="ttl_ms"):
         SessionStore(ttl_ms=0)
+
+
+@pytest.mark.parametrize("adapter", [LogitResidual, ClassCounts, MeanShift])
+def test_a_store_pickles_its_adapters_under_the_path_earlier_versions_import(adapter) -> None:
+    """The adapters live in stream_cd.serving.session_adapters, but a checkpoint names them by
+    stream_cd.serving.sessions, where a worker of the version before looks for them."""
+    store = SessionStore(adapter, max_sessions=4, ttl_ms=None)
+    store.learn("s", {"f": 1.0}, 1.0 if adapter is MeanShift else True, 0.5 if adapter is MeanShift else G, ts=0)
+    blob = pickle.dumps(store)
+    assert b"session_adapters" not in blob and b"stream_cd.serving.sessions" in blob
+    restored = pickle.loads(blob)
+    assert type(restored.get("s")) is adapter
