@@ -54,6 +54,8 @@ def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "stream_cd.cli", *args]
 
 
+MODE_NAMES = {"alo": "at-least-once", "eos": "exactly-once",
+              "at-least-once": "at-least-once", "exactly-once": "exactly-once"}
 WORKER_ARGS: list[str] = []  # --worker-args: more flags for every plain worker
 
 
@@ -450,7 +452,8 @@ def http_run(bootstrap: str, mode: str, rate: float, seconds: float, clients: in
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bootstrap", required=True)
-    parser.add_argument("--modes", default="at-least-once,exactly-once")
+    parser.add_argument("--modes", default="at-least-once,exactly-once",
+                        help="delivery modes, comma-separated: at-least-once (alo), exactly-once (eos)")
     parser.add_argument("--rates", default="50,1000,5000")
     parser.add_argument("--seconds", default="20,10,6", help="seconds of load at each rate")
     parser.add_argument("--http-rate", type=float, default=500.0, help="0 skips (ii)")
@@ -464,7 +467,8 @@ def main() -> None:
                         help="skip the one-hop floor (requests read back from their own topic, no worker)")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--worker-args", default="", metavar="FLAGS",
-                        help="more flags for the worker, e.g. '--commit-every-seconds 5' (not with --diagnose)")
+                        help="more flags for the worker, e.g. --worker-args='--fetch-inline' (with '=' when FLAGS starts "
+                             "with a dash and has no space; not with --diagnose)")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     WORKER_ARGS[:] = shlex.split(args.worker_args)
@@ -473,7 +477,11 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     logdir = args.out.parent / "serving-logs"
     logdir.mkdir(exist_ok=True)
-    modes = args.modes.split(",")
+    modes = [MODE_NAMES.get(m, m) for m in args.modes.split(",")]
+    unknown = sorted(set(modes) - set(MODE_NAMES.values()))
+    if unknown:
+        parser.error(f"--modes {args.modes}: {', '.join(unknown)} is not a delivery mode; "
+                     "use at-least-once (alo) or exactly-once (eos)")
     rates = [float(r) for r in args.rates.split(",") if r]
     seconds = [float(s) for s in args.seconds.split(",")]
     results: dict = {"machine": {"cpus": os.cpu_count(), "loadavg_start": os.getloadavg()}, "worker_args": WORKER_ARGS,
