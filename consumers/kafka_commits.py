@@ -6,6 +6,14 @@ while the worker goes on; exactly-once, outputs sent meanwhile are held for the 
 transaction. Each checkpoint goes to the checkpoints partition of each source partition
 it covers, so that a restore reads only those partitions. The :class:`KafkaCommits`
 mixin is this part of the transport.
+
+Exactly-once, a transaction commits only once every message sent in it was delivered.
+kafka-python (3.0) does not make sure of that itself: a batch that fails with a
+retriable error it may no longer retry (its delivery timeout passed, or the producer's
+epoch changed under it, as around a broker restart) fails alone, with no change to the
+transaction, which then commits without it. A decision or a dead letter would be lost
+while the offsets past its event commit. So the commit flushes, checks the delivery of
+each message of the transaction, and fails (the worker rolls back) if one was not.
 """
 
 from __future__ import annotations
@@ -56,8 +64,7 @@ class KafkaCommits:
             future = self.producer.send(topic, key=key, value=value, headers=headers)
         except KafkaError as err:
             raise TransportError(f"sending to {topic!r} failed: {err}") from err
-        if not self.transactional:
-            self._pending.append(future)
+        self._pending.append(future)  # checked at the commit: every output must have landed
 
     def commit(self, checkpoints: Sequence[Checkpoint] = (), *, wait: bool = True) -> None:
         """Outputs, checkpoints and offsets; raises :class:`TransportError` if they did not
@@ -81,7 +88,8 @@ class KafkaCommits:
                 offsets = self._offsets()
                 self._check_held(checkpoints, offsets)
                 metadata = self.consumer.group_metadata() if offsets else None
-                call = Call(self._commit_transaction, checkpoints, offsets, metadata)
+                pending, self._pending = self._pending, []
+                call = Call(self._commit_transaction, checkpoints, offsets, metadata, pending)
             else:
                 pending, self._pending = self._pending, []
                 offsets = self._offsets() if self._fetcher is not None else None
@@ -113,25 +121,27 @@ class KafkaCommits:
         if self._before_commit is not None:
             self._before_commit()
         self.producer.flush()
-        failed = [f.exception for f in pending if f.failed()]
-        if failed:
-            raise KafkaError(f"{len(failed)} of {len(pending)} output messages were not delivered: {failed[0]!r}")
+        _check_delivered(pending)
         if offsets is None:
             self.consumer.commit()
         elif offsets:
             self.consumer.commit(offsets)
 
-    def _commit_transaction(self, checkpoints: Sequence[Checkpoint], offsets: dict, metadata) -> None:
+    def _commit_transaction(self, checkpoints: Sequence[Checkpoint], offsets: dict, metadata, pending: list) -> None:
         """In a thread of its own: uses the producer only (the worker's thread holds back its
-        sends meanwhile), never the consumer, which is not thread-safe."""
+        sends meanwhile), never the consumer, which is not thread-safe. ``pending`` are the
+        futures of the outputs sent in the transaction; it commits only if all of them, and
+        the checkpoints, were delivered (see the module docstring)."""
         if self._before_commit is not None:
             self._before_commit()
         self._begin()
         for cp in checkpoints:
             header = [(PARTITIONS_HEADER, ",".join(map(str, cp.partitions)).encode())]
             for partition in cp.partitions:  # beside the state of each source partition it covers
-                self.producer.send(self.checkpoints_topic, key=cp.key.encode(), value=cp.blob, headers=header,
-                                   partition=partition)
+                pending.append(self.producer.send(self.checkpoints_topic, key=cp.key.encode(), value=cp.blob,
+                                                  headers=header, partition=partition))
+        self.producer.flush()
+        _check_delivered(pending)  # else the transaction stays open; the worker's rollback aborts it
         if offsets:
             self.producer.send_offsets_to_transaction(offsets, metadata)
         self.producer.commit_transaction()
@@ -192,9 +202,18 @@ class KafkaCommits:
         self._land_dropping_held()
         if not self._in_transaction:
             return
+        self._pending = []  # the transaction's outputs are dropped with it
         try:
             within(COMMIT_TIMEOUT_S, self.producer.abort_transaction)
             self._in_transaction = False
         except (TimeoutError, KafkaError) as err:
             log.warning("could not abort the open transaction (%r)", err)
             self.reset()
+
+
+def _check_delivered(pending: list) -> None:
+    """Raise :class:`KafkaError` unless every sent message of ``pending`` (their futures,
+    all done after a flush) was delivered."""
+    failed = [f.exception for f in pending if f.failed()]
+    if failed:
+        raise KafkaError(f"{len(failed)} of {len(pending)} output messages were not delivered: {failed[0]!r}")

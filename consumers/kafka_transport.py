@@ -131,7 +131,7 @@ class KafkaTransport(KafkaCommits, KafkaRestore, KafkaMembership):
         self._held: list[tuple] = []  # outputs sent while it flies
         self._landed = 0  # commits landed so far (see landed())
         self._subscribed = False
-        self._pending: list = []  # at-least-once: sends not yet known delivered
+        self._pending: list = []  # the sends since the last commit, to check at the next that all landed
         self._fetch_options = {"max_records": max_poll_records, "max_event_bytes": max_event_bytes} if fetch_process else None
         self._fetcher: Fetcher | None = None
         self._positions: dict[int, int] = {}  # with a fetch process: next offset to commit, per partition

@@ -71,12 +71,14 @@ _STORY = ("rebalance", "restored", "behind", "stalled", "stopping anyway", "new 
 def worker_story(*workers: WorkerProcess) -> str:
     """The rebalances, restores, stalls and failures each of ``workers`` logged so far (the
     last 40 of each), for the message of an assertion about what they did together."""
-    parts = []
-    for worker in workers:
-        lines = [line[:300] for line in worker.stderr.read().decode(errors="replace").splitlines()  # type: ignore[union-attr]
-                 if any(word in line for word in _STORY)]
-        parts.append(f"-- worker pid {worker.pid} (exit {worker.returncode}):\n" + "\n".join(lines[-40:]))
-    return "\n".join(parts)
+    return "\n".join(f"-- worker pid {worker.pid} (exit {worker.returncode}):\n"
+                     + story_of(worker.stderr.read().decode(errors="replace"))  # type: ignore[union-attr]
+                     for worker in workers)
+
+
+def story_of(log: str, last: int = 40) -> str:
+    """The last ``last`` lines of a worker's log that tell of its group life and failures."""
+    return "\n".join([line[:300] for line in log.splitlines() if any(word in line for word in _STORY)][-last:])
 
 
 def kill_leftovers() -> None:
