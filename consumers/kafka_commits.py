@@ -10,8 +10,8 @@ mixin is this part of the transport.
 Exactly-once, a transaction commits only once every message sent in it was delivered.
 kafka-python (3.0) does not make sure of that itself: a batch that fails with a
 retriable error it may no longer retry (its delivery timeout passed, or the producer's
-epoch changed under it, as around a broker restart) fails alone, with no change to the
-transaction, which then commits without it. A decision or a dead letter would be lost
+id or epoch changed since it was sent) fails alone, with no change to the transaction,
+which then commits without it (``tests/kafka/test_exactly_once.py`` shows it). A decision or a dead letter would be lost
 while the offsets past its event commit. So the commit flushes, checks the delivery of
 each message of the transaction, and fails (the worker rolls back) if one was not.
 """
@@ -213,7 +213,8 @@ class KafkaCommits:
 
 def _check_delivered(pending: list) -> None:
     """Raise :class:`KafkaError` unless every sent message of ``pending`` (their futures,
-    all done after a flush) was delivered."""
-    failed = [f.exception for f in pending if f.failed()]
+    all done after a flush; one that is not counts as undelivered) was delivered."""
+    failed = [f for f in pending if not f.is_done or f.failed()]
     if failed:
-        raise KafkaError(f"{len(failed)} of {len(pending)} output messages were not delivered: {failed[0]!r}")
+        why = failed[0].exception if failed[0].is_done else "still unanswered after the flush"
+        raise KafkaError(f"{len(failed)} of {len(pending)} output messages were not delivered: {why!r}")
