@@ -228,18 +228,26 @@ def test_tampered_and_unsigned_checkpoints_are_refused_and_the_last_good_one_is_
     assert _final_models(kafka_bootstrap, prefix, probe) == reference[2]
 
 
-def test_the_worker_rides_out_a_broker_restart(tmp_path, topic_prefix, stream, probe):
+def _own_broker(tmp_path):
+    """A broker of the test's own (to stop or freeze), and its address; skips, as the
+    session broker does, where none can start, unless Kafka is required."""
     from consumers.admin import broker_cluster_id
     from stream_cd.broker import LocalBroker
     from stream_cd.broker.config import free_port
 
     broker = LocalBroker(tmp_path / "kafka")
     try:
-        bootstrap = broker.start(broker_cluster_id, port=free_port(), timeout_s=90)
+        return broker, broker.start(broker_cluster_id, port=free_port(), timeout_s=90)
     except Exception as err:  # noqa: BLE001 - no java/mvn here: same rule as the session broker
         if os.environ.get("STREAM_CD_REQUIRE_KAFKA") == "1":
             raise
         pytest.skip(f"cannot start a broker of our own: {err}")
+
+
+def test_the_worker_rides_out_a_broker_restart(tmp_path, topic_prefix, stream, probe):
+    from consumers.admin import broker_cluster_id
+
+    broker, bootstrap = _own_broker(tmp_path)
     port = int(bootstrap.rsplit(":", 1)[1])
     try:
         reference = _reference(bootstrap, topic_prefix + "ref", stream, probe)
@@ -263,20 +271,11 @@ def test_a_transaction_whose_output_was_never_delivered_does_not_commit(tmp_path
     """kafka-python leaves it to its user to abort a transaction one of whose messages
     failed for good (here: expired while the broker was frozen); the transport's commit
     checks every delivery and fails instead of committing the transaction without it."""
-    from consumers.admin import broker_cluster_id
     from consumers.checkpoints import committed_records
     from consumers.kafka_transport import KafkaTransport
-    from stream_cd.broker import LocalBroker
-    from stream_cd.broker.config import free_port
     from stream_cd.errors import TransportError
 
-    broker = LocalBroker(tmp_path / "kafka")  # its own broker: this test freezes it
-    try:
-        bootstrap = broker.start(broker_cluster_id, port=free_port(), timeout_s=90)
-    except Exception as err:  # noqa: BLE001 - no java/mvn here: same rule as the session broker
-        if os.environ.get("STREAM_CD_REQUIRE_KAFKA") == "1":
-            raise
-        pytest.skip(f"cannot start a broker of our own: {err}")
+    broker, bootstrap = _own_broker(tmp_path)  # not the session's broker: this test freezes it
     try:
         out = f"{topic_prefix}out"
         ensure_topics(bootstrap, [TopicSpec(f"{topic_prefix}events"), TopicSpec(out), TopicSpec(f"{topic_prefix}cp")])
