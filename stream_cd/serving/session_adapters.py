@@ -7,10 +7,9 @@ classification), :class:`ClassCounts` (the session's base rate) and
 bounded and expired, by :class:`stream_cd.serving.sessions.SessionStore`,
 which says how they were chosen.
 
-The classes are pickled into checkpoints under ``stream_cd.serving.sessions``,
-the module that held them before they moved here (:data:`PICKLED_AS`), and that
-module still offers them: a snapshot written by this version is then read by a
-worker of the version before, as a rolling upgrade needs.
+Checkpoints name these classes by ``stream_cd.serving.sessions``
+(:data:`PICKLED_AS`), which offers them too, the path earlier versions of
+stream-cd know them by: snapshots stay readable both ways during a rolling upgrade.
 
 >>> a = MeanShift(prior=2.0)
 >>> for y in (3.0, 5.0):
