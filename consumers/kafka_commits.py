@@ -81,17 +81,16 @@ class KafkaCommits:
         """
         self._land()
         try:
+            pending, self._pending = self._pending, []  # the sends this commit checks
             if self.transactional:
                 if not self.consumer.assignment() and not self._in_transaction:
-                    self._landed += 1  # nothing to commit: landed as it is
+                    self._landed += 1  # nothing to commit (nothing was sent): landed as it is
                     return
                 offsets = self._offsets()
                 self._check_held(checkpoints, offsets)
                 metadata = self.consumer.group_metadata() if offsets else None
-                pending, self._pending = self._pending, []
                 call = Call(self._commit_transaction, checkpoints, offsets, metadata, pending)
             else:
-                pending, self._pending = self._pending, []
                 offsets = self._offsets() if self._fetcher is not None else None
                 call = Call(self._commit_at_least_once, pending, offsets)
                 wait = wait or self._fetcher is None

@@ -89,10 +89,11 @@ def _assert_same(bootstrap, prefix, summary, reference, probe, story: str = ""):
     assert summary == ref_summary, story
     decisions = list(subscribe_decisions(bootstrap, f"{prefix}.decisions", from_beginning=True))
     by_key = lambda ds: sorted(ds, key=lambda d: (d["model_key"], d["events_seen"], d["decision_id"]))  # noqa: E731
-    ids, ref_ids = [d["decision_id"] for d in by_key(decisions)], [d["decision_id"] for d in by_key(ref_decisions)]
+    ordered, ref_ordered = by_key(decisions), by_key(ref_decisions)
+    ids, ref_ids = [d["decision_id"] for d in ordered], [d["decision_id"] for d in ref_ordered]
     assert ids == ref_ids, (f"decisions missing: {sorted(set(ref_ids) - set(ids))}, extra: "
                             f"{sorted(set(ids) - set(ref_ids))}, repeated: {len(ids) - len(set(ids))}\n{story}")
-    assert by_key(decisions) == by_key(ref_decisions)
+    assert ordered == ref_ordered
     assert len({d["decision_id"] for d in decisions}) == len(decisions)
     assert _final_models(bootstrap, prefix, probe) == ref_models
 
