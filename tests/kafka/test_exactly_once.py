@@ -10,6 +10,7 @@ import signal
 import subprocess
 import threading
 import time
+import uuid
 
 import orjson
 import pytest
@@ -45,6 +46,16 @@ def stream() -> list[bytes]:
 @pytest.fixture(scope="module")
 def probe() -> list[dict]:
     return [e["x"] for e in generate("agrawal", 1_000, seed=99)]
+
+
+@pytest.fixture(scope="module")
+def reference(kafka_bootstrap, stream, probe) -> tuple:
+    """The uninterrupted run on one partition and one key, run once for the tests that
+    compare a kill, a broker restart or a tampered checkpoint with it (the run is
+    deterministic: where it runs does not change what it computes)."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("STREAM_CD_STATE_KEY", STATE_KEY)
+        return _reference(kafka_bootstrap, f"test.exactly_once.{uuid.uuid4().hex[:8]}.ref", stream, probe)
 
 
 def _keyed(events: list[bytes], keys: int = 1) -> list[tuple[bytes, bytes]]:
@@ -113,8 +124,7 @@ def _killed_three_times(bootstrap: str, prefix: str, at: tuple[int, ...], seed: 
     return finish(worker, timeout=300)[0]
 
 
-def test_kill_minus_nine_three_times_equals_uninterrupted_run(kafka_bootstrap, topic_prefix, stream, probe):
-    reference = _reference(kafka_bootstrap, topic_prefix + "ref", stream, probe)
+def test_kill_minus_nine_three_times_equals_uninterrupted_run(kafka_bootstrap, topic_prefix, stream, probe, reference):
     assert reference[0]["models"]["default"]["retrains"] >= 1  # the stream's drift is in the state
 
     prefix = topic_prefix + "killed"
@@ -197,10 +207,8 @@ def test_a_worker_joining_and_leaving_mid_stream_changes_nothing(kafka_bootstrap
 
 
 def test_tampered_and_unsigned_checkpoints_are_refused_and_the_last_good_one_is_used(
-    kafka_bootstrap, topic_prefix, stream, probe
+    kafka_bootstrap, topic_prefix, stream, probe, reference
 ):
-    reference = _reference(kafka_bootstrap, topic_prefix + "ref", stream, probe)
-
     prefix = topic_prefix + "tampered"
     _fill(kafka_bootstrap, prefix, stream)
     worker = start_worker(kafka_bootstrap, prefix, *FLAGS, "--worker-id", "w1", "--max-events", "30000",
@@ -245,13 +253,12 @@ def _own_broker(tmp_path):
         pytest.skip(f"cannot start a broker of our own: {err}")
 
 
-def test_the_worker_rides_out_a_broker_restart(tmp_path, topic_prefix, stream, probe):
+def test_the_worker_rides_out_a_broker_restart(tmp_path, topic_prefix, stream, probe, reference):
     from consumers.admin import broker_cluster_id
 
     broker, bootstrap = _own_broker(tmp_path)
     port = int(bootstrap.rsplit(":", 1)[1])
     try:
-        reference = _reference(bootstrap, topic_prefix + "ref", stream, probe)
         prefix = topic_prefix + "restarted"
         group = f"{prefix}.workers"
         _fill(bootstrap, prefix, stream)
