@@ -69,6 +69,21 @@ def test_missing_maven_says_what_to_install(tmp_path, monkeypatch):
 
 
 @pytest.mark.kafka
+def test_a_start_that_times_out_while_logs_load_says_how_many_and_what_to_do(tmp_path):
+    broker = LocalBroker(tmp_path / "k")
+    broker.logs_dir.mkdir(parents=True)
+    for name in ("a-0", "a-1", "b-0"):
+        (broker.data_dir / name).mkdir(parents=True)
+    log = broker.logs_dir / "server.log"
+    log.write_text("[2026-12-01 21:15:33,000] INFO old start\n")
+    start = log.stat().st_size
+    assert broker._recovery_hint(log, start) == ""  # nothing since this start: no guess
+    with log.open("a") as f:
+        f.write("[2026-12-01 21:15:34,373] INFO [LogLoader partition=a-1, dir=/x] Recovering unflushed segment 0.\n")
+    hint = broker._recovery_hint(log, start)
+    assert "still loading the logs of its 3 partitions" in hint and "--timeout" in hint
+
+
 def test_up_status_down_and_restart_keeps_topics(tmp_path):
     _need_java()
     from consumers.admin import TopicSpec, broker_cluster_id, ensure_topics

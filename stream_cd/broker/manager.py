@@ -299,7 +299,8 @@ class LocalBroker:
                 if remaining <= 0:
                     terminate(proc.pid, grace_s=5.0)
                     proc.poll()
-                    raise fail(f"the broker did not answer at {address} within {timeout_s:.0f} s; it was stopped")
+                    raise fail(f"the broker did not answer at {address} within {timeout_s:.0f} s; it was stopped"
+                               f"{self._recovery_hint(server_log, log_start)}")
                 try:
                     cluster_id = probe(address, max(0.2, min(2.0, remaining)))
                 except Exception:  # a probe should return None, but never let it break the wait
@@ -318,6 +319,15 @@ class LocalBroker:
             terminate(proc.pid, grace_s=5.0)
             self.pid_file.unlink(missing_ok=True)
             raise
+
+    def _recovery_hint(self, server_log: Path, start: int) -> str:
+        """What to do when the deadline came while the broker was still loading its partitions'
+        logs (after an unclean stop, each is recovered before the broker answers)."""
+        if not any("LogLoader" in line for line in log_tail(server_log, TAIL_LINES, start)):
+            return ""
+        partitions = sum(1 for entry in self.data_dir.iterdir() if entry.is_dir()) if self.data_dir.is_dir() else 0
+        return (f" while it was still loading the logs of its {partitions} partitions in {self.data_dir}: "
+                "start it again with a longer --timeout, or remove that directory if its topics are not needed")
 
     def _log_report(self, server_log: Path, start: int) -> str:
         """The error lines and the last lines this start wrote to the broker's logs."""
