@@ -11,7 +11,9 @@ Run by hand against a real broker (not part of the test suite)::
     commit interval), warmed on ``--warm`` labeled Agrawal events. This process
     then produces prediction requests with ids at a steady rate (open loop: request
     i is due at i / rate) and a reader process (read_committed, like any subscriber
-    of decisions) notes when each prediction becomes readable. Latency: from just
+    of decisions) notes when each prediction becomes readable. The producer and the
+    reader use kafka-python, or librdkafka (confluent-kafka) with
+    ``--load-clients``: a load that leaves the two cores to what it measures. Latency: from just
     before the request's ``send`` to the reader's poll returning its prediction,
     both on this machine's wall clock.
 (ii) HTTP: a ``stream-cd serve`` subprocess in front of such a worker; ``--clients``
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import multiprocessing as mp
 import os
@@ -225,7 +228,9 @@ def summarise_diagnosis(path: Path) -> dict:
 
 # -- the reader: a process of its own --------------------------------------------------------
 
-def _read(bootstrap: str, topic: str, ready, stop_reading, count, out) -> None:
+def _read(bootstrap: str, topic: str, ready, stop_reading, count, out, client: str = "kafka-python") -> None:
+    if client == "librdkafka":
+        return _read_librdkafka(bootstrap, topic, ready, stop_reading, count, out)
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
@@ -249,14 +254,42 @@ def _read(bootstrap: str, topic: str, ready, stop_reading, count, out) -> None:
     out.put(seen)
 
 
-class Reader:
-    """The predictions topic read in another process; ``seen`` maps id -> wall-clock time."""
+def _read_librdkafka(bootstrap: str, topic: str, ready, stop_reading, count, out) -> None:
+    """:func:`_read` with confluent-kafka's consumer (librdkafka, in C): a subscriber that
+    costs the two cores little; the same settings otherwise (read_committed, from the end)."""
+    from confluent_kafka import Consumer, TopicPartition
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-reader-{uuid.uuid4().hex[:6]}",
+                         "enable.auto.commit": False, "isolation.level": "read_committed",
+                         "socket.nagle.disable": True})
+    partitions = sorted(consumer.list_topics(topic, timeout=30).topics[topic].partitions) or [0]
+    ends = [consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] for p in partitions]
+    consumer.assign([TopicPartition(topic, p, end) for p, end in zip(partitions, ends)])
+    ready.set()
+    seen: dict[str, float] = {}
+    while not stop_reading.is_set():
+        first = consumer.poll(0.1)  # consume() would wait for all of num_messages, or its timeout
+        messages = [] if first is None else [first, *consumer.consume(num_messages=5000, timeout=0)]
+        now = time.time()
+        for message in messages:
+            if message.error() is None:
+                ident = orjson.loads(message.value())["id"]
+                if ident is not None and ident not in seen:
+                    seen[ident] = now
+        count.value = len(seen)
+    consumer.close()
+    out.put(seen)
+
+
+class Reader:
+    """The predictions topic read in another process; ``seen`` maps id -> wall-clock time.
+    ``client`` is the Kafka client it reads with (see :data:`LOAD_CLIENTS`)."""
+
+    def __init__(self, bootstrap: str, topic: str, client: str = "kafka-python") -> None:
         ctx = mp.get_context("spawn")
         self._ready, self._stop, self._out = ctx.Event(), ctx.Event(), ctx.Queue()
         self._count = ctx.Value("l", 0, lock=False)
-        args = (bootstrap, topic, self._ready, self._stop, self._count, self._out)
+        args = (bootstrap, topic, self._ready, self._stop, self._count, self._out, client)
         self._process = ctx.Process(target=_read, args=args, daemon=True)
         self._process.start()
         if not self._ready.wait(60):
@@ -278,6 +311,39 @@ class Reader:
 
 
 # -- (i) through the broker ----------------------------------------------------------------------
+
+LOAD_CLIENTS = ("kafka-python", "librdkafka")  # what the load's producer and reader are written with
+
+
+class _LibrdkafkaProducer:
+    """confluent-kafka's producer (librdkafka) behind the calls this bench makes of kafka-python's."""
+
+    def __init__(self, bootstrap: str, linger_ms: int) -> None:
+        from confluent_kafka import Producer
+
+        self._producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": linger_ms,
+                                   "socket.nagle.disable": True})
+
+    def send(self, topic: str, key: bytes, value: bytes) -> None:
+        self._producer.produce(topic, value=value, key=key)
+        self._producer.poll(0)  # delivery reports, so its queue does not fill
+
+    def flush(self) -> None:
+        left = self._producer.flush(60)
+        if left:
+            raise RuntimeError(f"{left} requests were not delivered in 60 s")
+
+    close = flush
+
+
+def load_producer(bootstrap: str, client: str, linger_ms: int = 1):
+    """The producer of the load: kafka-python's, or librdkafka's through confluent-kafka."""
+    if client == "librdkafka":
+        return _LibrdkafkaProducer(bootstrap, linger_ms)
+    from kafka import KafkaProducer
+
+    return KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=linger_ms)
+
 
 def requests(n: int, seed: int, tag: str) -> list[tuple[str, bytes]]:
     return [(f"{tag}-{i}", orjson.dumps({"key": "default", "id": f"{tag}-{i}", "x": e["x"]}))
@@ -302,13 +368,11 @@ def paced_send(producer, topic: str, batch: list[tuple[str, bytes]], rate: float
 
 
 def kafka_run(bootstrap: str, mode: str, rate: float, seconds: float, warm: int, seed: int, logdir: Path,
-              diagnose: bool = False) -> dict:
-    from kafka import KafkaProducer
-
+              diagnose: bool = False, client: str = "kafka-python") -> dict:
     prefix = f"bench-serving-{mode}-{int(rate)}-{uuid.uuid4().hex[:6]}"
     events, predictions = f"{prefix}.events", f"{prefix}.predictions"
     ensure_topics(bootstrap, [TopicSpec(events), TopicSpec(predictions)])
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=1)
+    producer = load_producer(bootstrap, client)
     for e in generate("agrawal", warm, seed=seed + 1):
         e.pop("id", None)  # only requests have ids, so the reader counts only them
         producer.send(events, key=b"default", value=orjson.dumps(e))
@@ -316,8 +380,8 @@ def kafka_run(bootstrap: str, mode: str, rate: float, seconds: float, warm: int,
     log = open(logdir / f"{prefix}.log", "wb")
     diagnosis = logdir / f"{prefix}.diagnosis.json" if diagnose else None
     worker = start_worker(bootstrap, prefix, mode, log, diagnosis)
-    reader = Reader(bootstrap, predictions)
-    requests_reader = Reader(bootstrap, events) if diagnose else None  # the hop into the worker, read beside it
+    reader = Reader(bootstrap, predictions, client)
+    requests_reader = Reader(bootstrap, events, client) if diagnose else None  # the hop into the worker, read beside it
     try:
         # warm: a worker's first second (joining, its first commits) is not what is measured; once
         # three seconds of requests have their predictions, it is in its steady state
@@ -337,7 +401,7 @@ def kafka_run(bootstrap: str, mode: str, rate: float, seconds: float, warm: int,
         producer.close()
         log.close()
     latencies = [1000 * (seen[i] - t) for i, t in sent.items() if i in seen]
-    result = {"mode": mode, "rate": rate, "sent_rate": n / elapsed if elapsed else None,
+    result = {"mode": mode, "client": client, "rate": rate, "sent_rate": n / elapsed if elapsed else None,
               "missing": sum(1 for i in sent if i not in seen), **percentiles(latencies)}
     if diagnosis is not None:
         result["diagnosis"] = summarise_diagnosis(diagnosis)
@@ -345,20 +409,18 @@ def kafka_run(bootstrap: str, mode: str, rate: float, seconds: float, warm: int,
     return result
 
 
-def bare_run(bootstrap: str, rate: float, seconds: float, seed: int) -> dict:
+def bare_run(bootstrap: str, rate: float, seconds: float, seed: int, client: str = "kafka-python") -> dict:
     """The floor: requests produced and read back from the same topic, no worker between."""
-    from kafka import KafkaProducer
-
     topic = f"bench-serving-bare-{int(rate)}-{uuid.uuid4().hex[:6]}.events"
     ensure_topics(bootstrap, [TopicSpec(topic)])
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=1)
-    reader = Reader(bootstrap, topic)
+    producer = load_producer(bootstrap, client)
+    reader = Reader(bootstrap, topic, client)
     batch = requests(int(rate * seconds), seed, "r")
     sent = paced_send(producer, topic, batch, rate)
     seen = reader.finish(len(batch))
     producer.close()
     latencies = [1000 * (seen[i] - t) for i, t in sent.items() if i in seen]
-    return {"mode": "no worker", "rate": rate, "sent_rate": rate, "missing": len(sent) - len(latencies), **percentiles(latencies)}
+    return {"mode": "no worker", "client": client, "rate": rate, "sent_rate": rate, "missing": len(sent) - len(latencies), **percentiles(latencies)}
 
 
 def _wait_first(bootstrap: str, topic: str, worker: subprocess.Popen, timeout_s: float = 90.0) -> None:
@@ -465,6 +527,10 @@ def main() -> None:
                         help="(i) with an instrumented worker: where its time goes (polls, commits, flushes, GC)")
     parser.add_argument("--no-floor", dest="floor", action="store_false",
                         help="skip the one-hop floor (requests read back from their own topic, no worker)")
+    parser.add_argument("--load-clients", default="kafka-python", metavar="CLIENTS",
+                        help="(i): the Kafka clients the load's producer and reader use, comma-separated, each run in "
+                             "turn: kafka-python (as the worker) or librdkafka (confluent-kafka, in C: a load that "
+                             "leaves the two cores to the worker and the broker)")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--worker-args", default="", metavar="FLAGS",
                         help="more flags for the worker, e.g. --worker-args='--fetch-inline' (with '=' when FLAGS starts "
@@ -482,25 +548,32 @@ def main() -> None:
     if unknown:
         parser.error(f"--modes {args.modes}: {', '.join(unknown)} is not a delivery mode; "
                      "use at-least-once (alo) or exactly-once (eos)")
+    clients = args.load_clients.split(",")
+    if set(clients) - set(LOAD_CLIENTS):
+        parser.error(f"--load-clients {args.load_clients}: use {' or '.join(LOAD_CLIENTS)}, comma-separated")
+    if "librdkafka" in clients and importlib.util.find_spec("confluent_kafka") is None:
+        parser.error("--load-clients librdkafka needs confluent-kafka: pip install -e '.[test]'")
     rates = [float(r) for r in args.rates.split(",") if r]
     seconds = [float(s) for s in args.seconds.split(",")]
     results: dict = {"machine": {"cpus": os.cpu_count(), "loadavg_start": os.getloadavg()}, "worker_args": WORKER_ARGS,
                      "kafka": [], "http": []}
     print("(i) request -> prediction readable on <prefix>.predictions (read_committed reader)")
-    print(f"{'delivery':14s} {'rate/s':>7s} {'sent/s':>7s} {'n':>6s} {'p50 ms':>7s} {'p99 ms':>7s} {'max ms':>7s} {'missing':>7s}")
+    print(f"{'load client':12s} {'delivery':14s} {'rate/s':>7s} {'sent/s':>7s} {'n':>6s} {'p50 ms':>7s} {'p99 ms':>7s} "
+          f"{'max ms':>7s} {'missing':>7s}")
     for rate, secs in zip(rates, seconds):
-        if args.floor:
-            r = bare_run(args.bootstrap, rate, secs, args.seed)
-            results["kafka"].append(r)
-            print(f"{'(one hop)':14s} {rate:7.0f} {'':7s} {r['n']:6d} {r['p50_ms']:7.1f} {r['p99_ms']:7.1f} "
-                  f"{r['max_ms']:7.1f} {r['missing']:7d}", flush=True)
-        for mode in modes:
-            r = kafka_run(args.bootstrap, mode, rate, secs, args.warm, args.seed, logdir, args.diagnose)
-            results["kafka"].append(r)
-            if args.diagnose:
-                print(f"  {json.dumps(r['diagnosis'])}")
-            print(f"{mode:14s} {rate:7.0f} {r['sent_rate']:7.0f} {r['n']:6d} {r['p50_ms']:7.1f} {r['p99_ms']:7.1f} "
-                  f"{r['max_ms']:7.1f} {r['missing']:7d}", flush=True)
+        for client in clients:
+            if args.floor:
+                r = bare_run(args.bootstrap, rate, secs, args.seed, client)
+                results["kafka"].append(r)
+                print(f"{client:12s} {'(one hop)':14s} {rate:7.0f} {'':7s} {r['n']:6d} {r['p50_ms']:7.1f} "
+                      f"{r['p99_ms']:7.1f} {r['max_ms']:7.1f} {r['missing']:7d}", flush=True)
+            for mode in modes:
+                r = kafka_run(args.bootstrap, mode, rate, secs, args.warm, args.seed, logdir, args.diagnose, client)
+                results["kafka"].append(r)
+                if args.diagnose:
+                    print(f"  {json.dumps(r['diagnosis'])}")
+                print(f"{client:12s} {mode:14s} {rate:7.0f} {r['sent_rate']:7.0f} {r['n']:6d} {r['p50_ms']:7.1f} "
+                      f"{r['p99_ms']:7.1f} {r['max_ms']:7.1f} {r['missing']:7d}", flush=True)
     if args.http_rate > 0:
         print(f"\n(ii) POST /predict through stream-cd serve, {args.clients} keep-alive connections")
         print(f"{'delivery':14s} {'rate/s':>7s} {'got/s':>7s} {'n':>6s} {'p50 ms':>7s} {'p99 ms':>7s} {'max ms':>7s}")
