@@ -68,7 +68,6 @@ def test_missing_maven_says_what_to_install(tmp_path, monkeypatch):
         LocalBroker(tmp_path / "k").start(lambda bootstrap, timeout: None)
 
 
-@pytest.mark.kafka
 def test_a_start_that_times_out_while_logs_load_says_how_many_and_what_to_do(tmp_path):
     broker = LocalBroker(tmp_path / "k")
     broker.logs_dir.mkdir(parents=True)
@@ -84,6 +83,7 @@ def test_a_start_that_times_out_while_logs_load_says_how_many_and_what_to_do(tmp
     assert "still loading the logs of its 3 partitions" in hint and "--timeout" in hint
 
 
+@pytest.mark.kafka
 def test_up_status_down_and_restart_keeps_topics(tmp_path):
     _need_java()
     from consumers.admin import TopicSpec, broker_cluster_id, ensure_topics
