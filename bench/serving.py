@@ -38,6 +38,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -228,9 +229,23 @@ def summarise_diagnosis(path: Path) -> dict:
 
 # -- the reader: a process of its own --------------------------------------------------------
 
-def _read(bootstrap: str, topic: str, ready, stop_reading, count, out, client: str = "kafka-python") -> None:
-    if client == "librdkafka":
-        return _read_librdkafka(bootstrap, topic, ready, stop_reading, count, out)
+def _read(bootstrap: str, topic: str, ready, stop_reading, count, out, client: str) -> None:
+    """Note when each id is first readable on ``topic``, from its end on, until ``stop_reading``;
+    put id -> wall-clock time on ``out``."""
+    batches = _librdkafka_batches if client == "librdkafka" else _kafka_python_batches
+    seen: dict[str, float] = {}
+    for values in batches(bootstrap, topic, ready, stop_reading):
+        now = time.time()
+        for value in values:
+            ident = orjson.loads(value)["id"]
+            if ident is not None and ident not in seen:  # labeled events' records have no id
+                seen[ident] = now
+        count.value = len(seen)
+    out.put(seen)
+
+
+def _kafka_python_batches(bootstrap: str, topic: str, ready, stop_reading) -> Iterator[list[bytes]]:
+    """The message values of ``topic`` from its end, read_committed, as kafka-python's polls return them."""
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
@@ -241,22 +256,18 @@ def _read(bootstrap: str, topic: str, ready, stop_reading, count, out, client: s
     for tp in tps:
         consumer.position(tp)
     ready.set()
-    seen: dict[str, float] = {}
-    while not stop_reading.is_set():
-        for records in consumer.poll(timeout_ms=100, max_records=5000).values():
-            now = time.time()
-            for record in records:
-                ident = orjson.loads(record.value)["id"]
-                if ident is not None and ident not in seen:  # labeled events' records have no id
-                    seen[ident] = now
-        count.value = len(seen)
-    consumer.close()
-    out.put(seen)
+    try:
+        while not stop_reading.is_set():
+            polled = consumer.poll(timeout_ms=100, max_records=5000)
+            yield from ([record.value for record in records] for records in polled.values())
+            yield []
+    finally:
+        consumer.close()
 
 
-def _read_librdkafka(bootstrap: str, topic: str, ready, stop_reading, count, out) -> None:
-    """:func:`_read` with confluent-kafka's consumer (librdkafka, in C): a subscriber that
-    costs the two cores little; the same settings otherwise (read_committed, from the end)."""
+def _librdkafka_batches(bootstrap: str, topic: str, ready, stop_reading) -> Iterator[list[bytes]]:
+    """:func:`_kafka_python_batches` with confluent-kafka's consumer (librdkafka, in C): a
+    subscriber that costs the two cores little; the same settings otherwise."""
     from confluent_kafka import Consumer, TopicPartition
 
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-reader-{uuid.uuid4().hex[:6]}",
@@ -266,19 +277,13 @@ def _read_librdkafka(bootstrap: str, topic: str, ready, stop_reading, count, out
     ends = [consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] for p in partitions]
     consumer.assign([TopicPartition(topic, p, end) for p, end in zip(partitions, ends)])
     ready.set()
-    seen: dict[str, float] = {}
-    while not stop_reading.is_set():
-        first = consumer.poll(0.1)  # consume() would wait for all of num_messages, or its timeout
-        messages = [] if first is None else [first, *consumer.consume(num_messages=5000, timeout=0)]
-        now = time.time()
-        for message in messages:
-            if message.error() is None:
-                ident = orjson.loads(message.value())["id"]
-                if ident is not None and ident not in seen:
-                    seen[ident] = now
-        count.value = len(seen)
-    consumer.close()
-    out.put(seen)
+    try:
+        while not stop_reading.is_set():
+            first = consumer.poll(0.1)  # consume() would wait for all of num_messages, or its timeout
+            messages = [] if first is None else [first, *consumer.consume(num_messages=5000, timeout=0)]
+            yield [message.value() for message in messages if message.error() is None]
+    finally:
+        consumer.close()
 
 
 class Reader:
@@ -477,12 +482,10 @@ async def _http_load(url: str, batch: list[tuple[str, bytes]], rate: float, clie
 
 def http_run(bootstrap: str, mode: str, rate: float, seconds: float, clients: int, warm: int, seed: int,
              logdir: Path) -> dict:
-    from kafka import KafkaProducer
-
     prefix = f"bench-http-{mode}-{int(rate)}-{uuid.uuid4().hex[:6]}"
     events = f"{prefix}.events"
     ensure_topics(bootstrap, [TopicSpec(events), TopicSpec(f"{prefix}.predictions")])
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    producer = load_producer(bootstrap, "kafka-python", linger_ms=5)
     for e in generate("agrawal", warm, seed=seed + 1):
         producer.send(events, key=b"default", value=orjson.dumps(e))
     producer.close()
