@@ -113,10 +113,13 @@ class KafkaTransport(KafkaCommits, KafkaRestore, KafkaMembership):
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         before_commit: Callable[[], None] | None = None,
         client_options: dict | None = None,
+        producer_options: dict | None = None,
     ) -> None:
         """``before_commit`` runs in the commit's thread before anything of the commit: it may
         raise :class:`KafkaError`, and the commit then fails. ``client_options`` (kafka-python
-        settings: security, SASL, TLS) go to every client, the fetch process's too."""
+        settings: security, SASL, TLS) go to every client, the fetch process's too;
+        ``producer_options`` (kafka-python ``KafkaProducer`` settings, such as
+        ``delivery_timeout_ms``) to the producer of outputs only, over its defaults."""
         if (checkpoints_topic is None) != (transactional_id is None):
             raise ValueError("exactly-once needs both checkpoints_topic and transactional_id")
         self.bootstrap = bootstrap
@@ -163,6 +166,7 @@ class KafkaTransport(KafkaCommits, KafkaRestore, KafkaMembership):
             "max_request_size": MAX_CHECKPOINT_BYTES,
             "compression_type": COMPRESSION_TYPE,
             **self.client_options,
+            **(producer_options or {}),
         }
         if self.transactional:
             self._producer_config.update(

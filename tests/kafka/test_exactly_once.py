@@ -289,10 +289,9 @@ def test_a_transaction_whose_output_was_never_delivered_does_not_commit(tmp_path
         ensure_topics(bootstrap, [TopicSpec(f"{topic_prefix}events"), TopicSpec(out), TopicSpec(f"{topic_prefix}cp")])
         transport = KafkaTransport(bootstrap, f"{topic_prefix}events", f"{topic_prefix}group",
                                    checkpoints_topic=f"{topic_prefix}cp", transactional_id=f"{topic_prefix}tx",
-                                   fetch_process=False)
-        transport.producer.close()  # a delivery timeout that a frozen broker outlasts within the test
-        transport._producer_config.update(delivery_timeout_ms=1500, request_timeout_ms=1000, linger_ms=0)
-        transport.producer = transport._new_producer()
+                                   fetch_process=False,  # a delivery timeout a frozen broker outlasts:
+                                   producer_options={"delivery_timeout_ms": 1500, "request_timeout_ms": 1000,
+                                                     "linger_ms": 0})
         transport.send(out, b"k", b"delivered, in the transaction")  # the partition joins the transaction
         transport.producer.flush()
         pid = broker.status().pid
