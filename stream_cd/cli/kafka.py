@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 
 from stream_cd.broker.manager import DEFAULT_DIR, DEFAULT_PORT, LocalBroker, Probe
+from stream_cd.cli.options import positive_float
 
 __all__ = ["register"]
 
@@ -87,7 +88,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
                          "and their path printed before the address. A directory keeps the kind its first "
                          "start gave it")
     _dir_option(up)
-    up.add_argument("--timeout", type=float, default=60.0, metavar="S",
+    up.add_argument("--timeout", type=positive_float, default=60.0, metavar="S",
                     help="seconds to wait for the broker to be ready before stopping it (default: 60)")
     up.set_defaults(run=_up)
 
@@ -97,7 +98,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
                     "Data stays in --dir, so a later `up` finds its topics and offsets again.",
     )
     _dir_option(down)
-    down.add_argument("--timeout", type=float, default=30.0, metavar="S",
+    down.add_argument("--timeout", type=positive_float, default=30.0, metavar="S",
                       help="seconds to wait for a clean shutdown before SIGKILL (default: 30)")
     down.set_defaults(run=_down)
 

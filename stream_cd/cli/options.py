@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 
 import orjson
@@ -35,6 +36,8 @@ def positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{value} must be positive")
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{value} must be positive and finite")
     return value
 
 

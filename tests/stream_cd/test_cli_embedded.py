@@ -119,6 +119,9 @@ def test_generate_writes_n_lines_deterministic_for_a_seed(tmp_path: Path) -> Non
         (["generate", "agrawal", "--n", "10", "--drift-at", "10"], "--drift-at 10"),
         (["generate", "elec2"], "'elec2'"),
         (["generate", "agrawal", "--seed", "x"], "'x'"),
+        (["serve", "--bootstrap", "127.0.0.1:1", "--timeout", "inf"], "inf must be positive and finite"),
+        (["kafka", "up", "--timeout", "-1"], "-1.0 must be positive"),
+        (["kafka", "down", "--timeout", "0"], "0.0 must be positive"),
     ],
 )
 def test_bad_flag_values_exit_2_naming_the_value(argv, named: str, phishing_file: Path, tmp_path: Path, capsys) -> None:
