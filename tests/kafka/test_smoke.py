@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections import defaultdict
 
@@ -170,3 +171,22 @@ def test_transactions_commit_and_abort(kafka_bootstrap, topic_prefix):
     everything = [orjson.loads(r.value) for r in _read_all(kafka_bootstrap, topic, 11,
                                                            isolation_level="read_uncommitted")]
     assert sum(e["tx"] == "aborted" for e in everything) == 5
+
+
+def test_a_replay_whose_events_the_broker_refuses_fails_saying_which(kafka_bootstrap, topic_prefix):
+    """kafka-python reports a refused batch only to the send's future: a replay must not call
+    such events sent."""
+    from producers.replay import replay_to_kafka
+    from stream_cd.errors import TransportError
+
+    topic = f"{topic_prefix}small"
+    ensure_topics(kafka_bootstrap, [TopicSpec(topic, config={"max.message.bytes": "2000"})])
+    small = [orjson.dumps({"x": {"f": float(i)}, "y": True}) for i in range(5)]
+    big = orjson.dumps({"x": {"f": 1.0}, "y": True, "id": "z" * 5000})  # over the topic's limit
+    assert replay_to_kafka(small, kafka_bootstrap, topic) == 5
+    with pytest.raises(TransportError) as refused:
+        replay_to_kafka([*small[:2], big], kafka_bootstrap, topic)
+    # the big event's batch is refused (with the small ones in it, if they shared it)
+    lost, sent, first = re.search(r"(\d) of the (\d) events sent to .* were not delivered \(.*"
+                                  r"the first of them is event (\d) of the input", str(refused.value)).groups()
+    assert sent == "3" and 1 <= int(lost) <= 3 and int(first) == 4 - int(lost)
