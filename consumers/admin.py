@@ -22,7 +22,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from stream_cd.errors import ConfigError, TransportError
 
-__all__ = ["TopicSpec", "broker_cluster_id", "admin_client", "ensure_topics", "partition_count"]
+__all__ = ["TopicSpec", "broker_cluster_id", "admin_client", "ensure_topics", "partition_count", "topic_config"]
 
 
 @dataclass(frozen=True)
@@ -189,6 +189,17 @@ def _check(client: KafkaAdminClient, specs: list[TopicSpec]) -> None:
                     f"topic {spec.name!r} exists with {key}={have}, not {key}={want}; "
                     f"alter it (kafka-configs --alter) or use another topic prefix"
                 )
+
+
+def topic_config(bootstrap: str, topic: str, name: str, timeout_s: float = 30.0,
+                 client_options: dict | None = None) -> str | None:
+    """The value of the setting ``name`` (such as ``max.message.bytes``) of ``topic``, as the
+    broker applies it (the broker's default when the topic sets none)."""
+    with admin_client(bootstrap, timeout_s, client_options) as client:
+        try:
+            return _topic_configs(client, [topic])[topic].get(name)
+        except KafkaError as err:
+            raise TransportError(f"describing topic {topic!r} on {bootstrap} failed: {err}") from err
 
 
 def partition_count(bootstrap: str, topic: str, timeout_s: float = 30.0, client_options: dict | None = None) -> int | None:

@@ -6,16 +6,18 @@ import gc
 import threading
 from collections.abc import Callable
 
-from consumers.admin import TopicSpec, ensure_topics, partition_count
+from consumers.admin import TopicSpec, ensure_topics, partition_count, topic_config
 from consumers.kafka_transport import COMMIT_TIMEOUT_S, KafkaTransport
 from producers.predictions import PredictionPublisher
 from stream_cd.pipeline import Pipeline
 from stream_cd.transport import Topics
 from stream_cd.worker import DEFAULT_MAX_SNAPSHOT_BYTES, Worker, WorkerStats
 
-__all__ = ["run_kafka_worker", "checkpoint_topic_spec", "transactional_id", "DEAD_LETTER_MAX_BYTES"]
+__all__ = ["run_kafka_worker", "checkpoint_topic_spec", "dead_letter_topic_spec", "transactional_id",
+           "DEAD_LETTER_MAX_BYTES"]
 
 DEAD_LETTER_MAX_BYTES = 8 * 1024 * 1024
+DEAD_LETTER_HEADROOM = 16 * 1024  # a dead letter's key, headers and batch framing, besides its value
 SNAPSHOT_OVERHEAD_BYTES = 1024 * 1024  # room for the record's key, headers and batch framing
 
 
@@ -43,6 +45,16 @@ def checkpoint_topic_spec(name: str, partitions: int = 1, max_snapshot_bytes: in
         at_least=("max.message.bytes",),
         unchecked=("segment.ms",),
     )
+
+
+def dead_letter_topic_spec(name: str) -> TopicSpec:
+    """The dead-letter topic: a dead letter carries its original bytes plus headers, so it
+    has room for any message the events topic took.
+
+    >>> int(dead_letter_topic_spec("shop.deadletter").config["max.message.bytes"]) == DEAD_LETTER_MAX_BYTES
+    True
+    """
+    return TopicSpec(name, config={"max.message.bytes": str(DEAD_LETTER_MAX_BYTES)})
 
 
 def transactional_id(group: str, worker_id: str) -> str:
@@ -85,9 +97,7 @@ def run_kafka_worker(
 
     ``client_options`` (kafka-python settings: security, SASL, TLS) go to every client it makes.
     """
-    # A dead letter carries its original bytes plus headers: room for any message the events topic took.
-    dead_letter = TopicSpec(topics.dead_letter, config={"max.message.bytes": str(DEAD_LETTER_MAX_BYTES)})
-    specs = [TopicSpec(topics.decisions), dead_letter]
+    specs = [TopicSpec(topics.decisions), dead_letter_topic_spec(topics.dead_letter)]
     if publish_predictions:
         specs.append(TopicSpec(topics.predictions))
     if state_key is not None:
@@ -95,6 +105,9 @@ def run_kafka_worker(
         specs.append(checkpoint_topic_spec(topics.checkpoints, events_partitions,
                                            options.get("max_snapshot_bytes", DEFAULT_MAX_SNAPSHOT_BYTES)))
     ensure_topics(bootstrap, specs, client_options=client_options)
+    if "dead_letter_max_bytes" not in options:  # what the topic takes, which may be less than it was made with
+        limit = topic_config(bootstrap, topics.dead_letter, "max.message.bytes", client_options=client_options)
+        options["dead_letter_max_bytes"] = max(1024, int(limit or DEAD_LETTER_MAX_BYTES) - DEAD_LETTER_HEADROOM)
     publisher = None
     if publish_predictions:
         publisher = PredictionPublisher(bootstrap, topics.predictions, client_id=f"{group}.{worker_id}.predictions",

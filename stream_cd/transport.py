@@ -22,10 +22,12 @@ from stream_cd.errors import InvalidEvent
 from stream_cd.events import Event
 from stream_cd.state.newest import Opener, Version
 
-__all__ = ["Message", "DecodedBatch", "Checkpoint", "Transport", "Topics", "DEAD_LETTER_REASON", "DEAD_LETTER_ORIGIN"]
+__all__ = ["Message", "DecodedBatch", "Checkpoint", "Transport", "Topics", "DEAD_LETTER_REASON", "DEAD_LETTER_ORIGIN",
+           "DEAD_LETTER_TRUNCATED"]
 
 DEAD_LETTER_REASON = "stream-cd.reason"
-DEAD_LETTER_ORIGIN = "stream-cd.origin"
+DEAD_LETTER_ORIGIN = "stream-cd.origin"  # topic/partition/offset of the message
+DEAD_LETTER_TRUNCATED = "stream-cd.truncated"  # the message's full size, when the dead letter holds only its start
 
 
 @dataclass(slots=True)

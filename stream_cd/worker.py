@@ -47,7 +47,8 @@ from stream_cd.pipeline import Outcome, Pipeline, learned
 from stream_cd.report import decision_line
 from stream_cd.state.records import store_key
 from stream_cd.state.signing import dump_state
-from stream_cd.transport import DEAD_LETTER_ORIGIN, DEAD_LETTER_REASON, Checkpoint, DecodedBatch, Message, Topics, Transport
+from stream_cd.transport import (DEAD_LETTER_ORIGIN, DEAD_LETTER_REASON, DEAD_LETTER_TRUNCATED, Checkpoint, DecodedBatch,
+                                 Message, Topics, Transport)
 
 __all__ = ["WorkerStats", "Worker", "run_worker", "DEFAULT_COMMIT_EVENTS", "DEFAULT_COMMIT_SECONDS",
            "DEFAULT_MAX_SNAPSHOT_BYTES", "MAX_FAILURES"]
@@ -101,9 +102,12 @@ class Worker(Checkpointing, Rebalancing):
         observer: WorkerObserver | None = None,
         max_snapshot_bytes: int = DEFAULT_MAX_SNAPSHOT_BYTES,
         outputs: CommittedOutputs | None = None,
+        dead_letter_max_bytes: int | None = None,
     ) -> None:
         """``outputs``: the local outputs (``on_decision``, ``on_prediction`` callbacks wrapped
-        by it, and the decision log lines) are written when their commit lands."""
+        by it, and the decision log lines) are written when their commit lands.
+        ``dead_letter_max_bytes``: a dead letter holds at most that much of its message (what
+        the dead-letter topic takes), and then says the message's full size."""
         self.transport = transport
         self.pipeline = pipeline
         self.topics = topics
@@ -118,6 +122,7 @@ class Worker(Checkpointing, Rebalancing):
         self.on_prediction = on_prediction
         self.observer = observer
         self.max_snapshot_bytes = max_snapshot_bytes
+        self.dead_letter_max_bytes = dead_letter_max_bytes
         self._deleted: set[str] = set()  # records too large to snapshot whose older snapshots were deleted
         self.outputs = outputs
         self._log_decision = _log_decision if outputs is None else outputs.wrap(_log_decision)
@@ -245,7 +250,7 @@ class Worker(Checkpointing, Rebalancing):
         transport, topics, stats = self.transport, self.topics, self.stats
         observer = self.observer
         if outcome.invalid is not None:
-            _dead_letter(transport, topics, message, outcome.invalid)
+            _dead_letter(transport, topics, message, outcome.invalid, self.dead_letter_max_bytes)
             stats.dead_letters += 1
             if observer is not None:
                 observer.dead_letter(outcome.invalid)
@@ -355,10 +360,17 @@ def _decision_text(decision: Decision) -> str:
     return " ".join(decision_line(decision.to_dict()).split())
 
 
-def _dead_letter(transport: Transport, topics: Topics, message: Message, reason: str) -> None:
+def _dead_letter(transport: Transport, topics: Topics, message: Message, reason: str, max_bytes: int | None) -> None:
+    """Send ``message`` to the dead-letter topic with why and where it came from. A message
+    larger than the topic takes keeps its start, and says its full size: a dead letter the
+    broker refused would fail every commit (the whole message stays at its origin)."""
     origin = f"{message.topic}/{message.partition}/{message.offset}".encode()
     headers = [(DEAD_LETTER_REASON, reason.encode()), (DEAD_LETTER_ORIGIN, origin)]
-    transport.send(topics.dead_letter, message.key, message.value or b"", headers)
+    value = message.value or b""
+    if max_bytes is not None and len(value) > max_bytes:
+        headers.append((DEAD_LETTER_TRUNCATED, str(len(value)).encode()))
+        value = value[:max_bytes]
+    transport.send(topics.dead_letter, message.key, value, headers)
 
 
 def run_worker(

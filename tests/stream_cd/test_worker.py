@@ -12,7 +12,7 @@ from stream_cd.simulate.datasets import generate
 from stream_cd.embedded import EmbeddedTransport
 from stream_cd.state.schedule import SnapshotSchedule
 from stream_cd.pipeline import Pipeline
-from stream_cd.transport import DEAD_LETTER_ORIGIN, DEAD_LETTER_REASON, Topics
+from stream_cd.transport import DEAD_LETTER_ORIGIN, DEAD_LETTER_REASON, DEAD_LETTER_TRUNCATED, Topics
 from stream_cd.learning.triggers import TriggerSettings
 from stream_cd.idle import MAX_IDLE_STALLS
 from stream_cd.worker import run_worker
@@ -68,6 +68,20 @@ def test_malformed_messages_become_dead_letters_with_reason_origin_and_original_
         expected_word = next(word for raw, word in MALFORMED if raw == letter.value)
         assert expected_word in headers[DEAD_LETTER_REASON].decode()
     assert transport.committed == 1200
+
+
+def test_a_dead_letter_larger_than_the_topic_takes_keeps_the_start_of_its_message_and_its_size() -> None:
+    big = MALFORMED[-1][0]  # over the event limit, and over what this dead-letter topic takes
+    stream = [orjson.dumps(e) for e in generate("agrawal", 20, seed=1)] + [big, b"oops"]
+    topics = Topics("t")
+    transport = EmbeddedTransport(stream, topic=topics.events)
+    pipeline = Pipeline(PipelineConfig(model="logreg", max_event_bytes=4096))
+    stats = run_worker(transport, pipeline, topics, dead_letter_max_bytes=1000)
+    assert stats.dead_letters == 2 and pipeline.summary()["models"]["default"]["learned"] == 20
+    cut, whole = transport.topics["t.dead-letter"]
+    assert cut.value == big[:1000] and dict(cut.headers)[DEAD_LETTER_TRUNCATED] == str(len(big)).encode()
+    assert dict(cut.headers)[DEAD_LETTER_ORIGIN] == b"t.events/0/20" and "over the limit" in dict(cut.headers)[DEAD_LETTER_REASON].decode()
+    assert whole.value == b"oops" and DEAD_LETTER_TRUNCATED not in dict(whole.headers)
 
 
 def test_a_model_that_raises_is_a_dead_letter_and_the_worker_goes_on() -> None:
