@@ -69,6 +69,8 @@ def test_a_thousand_requests_over_http_are_answered_with_the_predictions_on_the_
     lists = [orjson.dumps([{"id": f"l{j}-{k}", "x": x} for k, x in enumerate(features[800 + 10 * j: 810 + 10 * j])])
              for j in range(20)]
     answered = asyncio.run(_post_all(url, singles + lists, concurrency=16))
+    # a request the worker refuses (a feature that changed its kind) is answered with the worker's reason
+    [(refused_status, refused)] = asyncio.run(_post_all(url, [orjson.dumps({"id": "r-kind", "x": {**features[0], "age": "old"}})], 1))
     stop(server)
     worker.send_signal(signal.SIGTERM)
     worker.wait(timeout=60)
@@ -83,6 +85,8 @@ def test_a_thousand_requests_over_http_are_answered_with_the_predictions_on_the_
         assert {(answer["id"], answer["arm"], answer["version"], answer["prediction"])} == set(on_topic[answer["id"]])
         assert answer["model_key"] == "default" and answer["experiment"] is None
     assert len({a["prediction"] for a in answers}) == 2  # a trained model: both classes are served
+    assert refused_status == 422 and refused["id"] == "r-kind" and "r-kind" not in on_topic
+    assert refused["error"].startswith("the worker refused request 'r-kind': feature 'age' is 'old', a string")
 
 
 def _events_on_topic(bootstrap: str, topic: str) -> list[dict]:

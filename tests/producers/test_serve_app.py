@@ -18,26 +18,35 @@ TOPICS = Topics("t")
 class Kafka:
     """Records what is produced; ``worker`` answers each request as a worker would (or not)."""
 
-    def __init__(self, waiting: Waiting, answer: bool = True, fail: bool = False) -> None:
+    def __init__(self, waiting: Waiting, answer: bool = True, fail: bool | str = False) -> None:
         self.waiting, self.answer, self.fail = waiting, answer, fail
         self.produced: list[tuple[str, bytes, dict]] = []
 
     async def send(self, topic: str, key: bytes, value: bytes) -> None:
-        if self.fail:
-            raise RuntimeError("broker says no")
         event = orjson.loads(value)
+        if self.fail is True or (self.fail and event["id"] == self.fail):
+            raise RuntimeError("broker says no")
         self.produced.append((topic, key, event))
-        if self.answer and "x" in event:
+        later = asyncio.get_running_loop().call_later
+        if self.answer and "items" in event:  # a ranking request: served its item ids
+            record = {"id": event["id"], "prediction": [item["id"] for item in event["items"]]}
+            later(0.01, self.waiting.deliver, [record])
+        elif self.answer and "x" in event:
+            if type(event["x"].get("a")) is str:  # as a worker refuses a feature that changed its kind
+                later(0.01, self.waiting.refuse, [(event["id"], "feature 'a' is 'red', a string, but earlier ...")])
+                return
+            if event["x"].get("a") == 404:  # a request the worker never answers
+                return
             record = {"id": event["id"], "model_key": event.get("key", "default"), "arm": "champion",
                       "version": "v1.0", "experiment": None, "prediction": event["x"].get("a", 0) > 1, "ts": 7}
-            asyncio.get_running_loop().call_later(0.01, self.waiting.deliver, [record, record])  # a repeat is dropped
+            later(0.01, self.waiting.deliver, [record, record])  # a repeat is dropped
 
 
-def run(check, *, token: str | None = None, timeout_s: float = 1.0, **kafka_options) -> None:
+def run(check, *, token: str | None = None, timeout_s: float = 1.0, healthy=lambda: True, **kafka_options) -> None:
     async def main() -> None:
         waiting = Waiting()
         kafka = Kafka(waiting, **kafka_options)
-        app = make_app(ServeSettings(TOPICS, timeout_s=timeout_s, token=token), kafka.send, waiting)
+        app = make_app(ServeSettings(TOPICS, timeout_s=timeout_s, token=token), kafka.send, waiting, healthy)
         async with TestClient(TestServer(app)) as client:
             await check(client, kafka, waiting)
 
@@ -79,6 +88,8 @@ def test_a_list_is_answered_in_order_and_given_ids_are_kept() -> None:
     (b'[{"x": {"a": 1}}, {"x": {"a": null}}]', "event 1: feature 'a' is null"),
     (b'{"x": {"a": 1}, "y": true}', "a prediction request has no label y; send labels to /feedback"),
     (b'{"id": "r1", "y": true}', "a prediction request needs features in x; feedback (an id and y) goes to /feedback"),
+    (b'{"id": "q1", "clicked": ["a"]}', "clicks (an id and clicked items) are feedback; send them to /feedback"),
+    (b'{"control": "stop", "experiment": {"name": "e1"}}', "a control message steers an experiment"),
     (b'[{"id": "r1", "x": {"a": 1}}, {"id": "r1", "x": {"a": 2}}]', "event 1: request id 'r1' comes twice"),
 ])
 def test_bad_input_gets_a_400_with_the_reason_and_nothing_is_produced(body: bytes, reason: str) -> None:
@@ -129,7 +140,9 @@ def test_feedback_is_produced_and_acknowledged_and_bad_feedback_is_refused() -> 
         assert kafka.produced == [("t.events", b"shop", {"key": "shop", "id": "r1", "y": True})]
         for body, reason in [(b'{"key": "shop", "y": true}', "needs the id of its request"),
                              (b'{"id": "r1", "x": {"a": 1}, "y": true}', "feedback carries no features"),
-                             (b'{"id": "r1"}', "x is missing")]:
+                             (b'{"id": "r1"}', "x is missing"),
+                             (b'{"id": "q1", "items": [{"id": "a", "x": {"f": 1}}]}', "a ranking request (items) goes to /predict"),
+                             (b'{"control": "stop", "experiment": {"name": "e1"}}', "a control message steers")]:
             refused = await client.post("/feedback", data=body)
             assert refused.status == 400 and reason in (await refused.json())["error"]
         assert len(kafka.produced) == 1
@@ -155,5 +168,91 @@ def test_with_a_token_every_path_but_the_health_check_needs_it() -> None:
 def test_settings_refuse_an_empty_token_and_a_timeout_that_is_not_positive() -> None:
     with pytest.raises(ValueError, match="empty token"):
         ServeSettings(TOPICS, token="")
-    with pytest.raises(ValueError, match="must be positive"):
-        ServeSettings(TOPICS, timeout_s=0)
+    for timeout in (0, -1, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="must be positive and finite"):
+            ServeSettings(TOPICS, timeout_s=timeout)
+
+
+def test_a_ranking_request_is_answered_with_its_items_and_its_clicks_are_feedback() -> None:
+    async def check(client, kafka, waiting):
+        body = b'{"key": "shop", "items": [{"id": "b", "x": {"f": 1}}, {"id": "a", "x": {"f": 2}}]}'
+        answer = await (await client.post("/predict", data=body)).json()
+        assert answer["prediction"] == ["b", "a"] and answer["id"] == kafka.produced[0][2]["id"]
+        clicks = orjson.dumps({"key": "shop", "id": answer["id"], "clicked": ["a"]})
+        response = await client.post("/feedback", data=clicks)
+        assert response.status == 202 and await response.json() == {"produced": 1, "ids": [answer["id"]]}
+
+    run(check)
+
+
+def test_a_request_the_worker_refuses_is_a_422_with_its_reason_and_the_answers_that_came_are_kept() -> None:
+    async def check(client, kafka, waiting):
+        response = await client.post("/predict", data=b'{"id": "r1", "x": {"a": "red"}}')
+        body = await response.json()
+        assert response.status == 422 and body["id"] == "r1" and "served" not in body
+        assert body["error"] == "the worker refused request 'r1': feature 'a' is 'red', a string, but earlier ..."
+        listed = orjson.dumps([{"id": "r2", "x": {"a": 5}}, {"id": "r3", "x": {"a": "red"}}, {"id": "r4", "x": {"a": 0}}])
+        response = await client.post("/predict", data=listed)
+        body = await response.json()
+        assert response.status == 422 and [r["id"] for r in body["refused"]] == ["r3"]
+        assert [(a["id"], a["prediction"]) for a in body["served"]] == [("r2", True), ("r4", False)]
+        assert len(waiting) == 0
+
+    run(check, timeout_s=5)
+
+
+def test_a_list_with_a_late_request_is_a_504_that_keeps_the_answers_that_came() -> None:
+    async def check(client, kafka, waiting):
+        listed = orjson.dumps([{"id": "r1", "x": {"a": 5}}, {"id": "r2", "x": {"a": 404}}])
+        response = await client.post("/predict", data=listed)
+        body = await response.json()
+        assert response.status == 504 and body["ids"] == ["r2"] and [a["id"] for a in body["served"]] == ["r1"]
+
+    run(check, timeout_s=0.3)
+
+
+def test_a_server_that_cannot_read_predictions_answers_503_at_once_and_produces_nothing() -> None:
+    async def check(client, kafka, waiting):
+        response = await client.post("/predict", data=b'{"id": "r1", "x": {"a": 1}}')
+        assert response.status == 503 and "cannot read predictions" in (await response.json())["error"]
+        assert kafka.produced == []
+
+    run(check, healthy=lambda: False, timeout_s=30)
+
+
+def test_a_feedback_list_that_fails_in_part_says_which_labels_were_produced() -> None:
+    async def check(client, kafka, waiting):
+        labels = orjson.dumps([{"id": "r1", "y": True}, {"id": "r2", "y": False}, {"id": "r3", "y": True}])
+        response = await client.post("/feedback", data=labels)
+        body = await response.json()
+        assert response.status == 503 and "broker says no" in body["error"]
+        assert (body["produced"], body["failed"]) == (["r1", "r3"], ["r2"])
+
+    run(check, fail="r2")
+
+
+def test_an_authorization_header_that_is_not_utf8_is_a_401() -> None:
+    async def check(client, kafka, waiting):
+        reader, writer = await asyncio.open_connection(client.host, client.port)  # raw bytes: a client would encode
+        body = b'{"x": {"a": 1}}'
+        writer.write(b"POST /predict HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\r\nContent-Length: %d\r\n"
+                     b"Connection: close\r\n\r\n%s" % (len(body), body))
+        status_line = await reader.readline()
+        writer.close()
+        assert status_line.split()[1] == b"401" and kafka.produced == []
+
+    run(check, token="s3cret")
+
+
+def test_a_late_failure_of_an_earlier_request_does_not_fail_a_newer_one_with_the_same_id() -> None:
+    async def main():
+        waiting = Waiting()
+        old = waiting.expect("r1")
+        waiting.forget("r1")  # the first request timed out; its client asks again
+        new = waiting.expect("r1")
+        waiting.fail("r1", RuntimeError("the first send expired"), old)
+        assert not new.done() and "r1" in waiting
+        waiting.deliver([{"id": "r1", "prediction": True}])
+        return new.result()
+
+    assert asyncio.run(main()) == {"id": "r1", "prediction": True}
