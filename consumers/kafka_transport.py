@@ -96,6 +96,14 @@ class _Listener(ConsumerRebalanceListener):
         self._note("revoked", lost)
 
 
+def _quietly(close: Callable[[], None]) -> None:
+    """Close a client of a failed start; the error that counts is the one being raised."""
+    try:
+        close()
+    except Exception as err:  # noqa: BLE001
+        log.debug("closing a client of a failed start: %r", err)
+
+
 class KafkaTransport(KafkaCommits, KafkaRestore, KafkaMembership):
     """Consume one topic as a member of ``group``; produce outputs to any topic."""
 
@@ -175,8 +183,7 @@ class KafkaTransport(KafkaCommits, KafkaRestore, KafkaMembership):
                 retry_backoff_ms=TRANSACTION_RETRY_BACKOFF_MS,
             )
         try:
-            self.consumer = KafkaConsumer(**self._consumer_config)
-            self.producer = self._new_producer()
+            self.consumer, self.producer = self._new_clients()
         except KafkaError as err:
             raise TransportError(f"cannot connect to Kafka at {bootstrap}: {err}") from err
         # With a fetch process the member polls rarely: the coordinator tells of a rebalance.
@@ -191,11 +198,21 @@ class KafkaTransport(KafkaCommits, KafkaRestore, KafkaMembership):
             self._fetcher = Fetcher(self._consumer_config, self.topic, **self._fetch_options)
             self._positions = {}
 
-    def _new_producer(self) -> KafkaProducer:
-        producer = KafkaProducer(**self._producer_config)
-        if self.transactional:
-            producer.init_transactions()  # fences an earlier instance and aborts its open transaction
-        return producer
+    def _new_clients(self) -> tuple[KafkaConsumer, KafkaProducer]:
+        """A consumer and a producer, or neither: one made before the other failed is closed,
+        so that retrying through an outage leaves no clients (threads, sockets) behind."""
+        consumer = KafkaConsumer(**self._consumer_config)
+        producer = None
+        try:
+            producer = KafkaProducer(**self._producer_config)
+            if self.transactional:
+                producer.init_transactions()  # fences an earlier instance and aborts its open transaction
+        except BaseException:
+            if producer is not None:
+                _quietly(lambda: producer.close(timeout=0))
+            _quietly(lambda: consumer.close(autocommit=False))
+            raise
+        return consumer, producer
 
     def reset(self, give_up_after_s: float = 300.0) -> None:
         """Replace both clients after a failed commit (the broker went away, the group
@@ -223,8 +240,7 @@ class KafkaTransport(KafkaCommits, KafkaRestore, KafkaMembership):
         deadline = time.monotonic() + give_up_after_s
         while True:
             try:
-                self.consumer = KafkaConsumer(**self._consumer_config)
-                self.producer = self._new_producer()
+                self.consumer, self.producer = self._new_clients()
                 break
             except KafkaError as err:
                 if time.monotonic() > deadline:
