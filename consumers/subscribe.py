@@ -2,10 +2,19 @@
 
 Reads with ``isolation_level=read_committed`` and without a consumer group: it
 assigns every partition itself, so a subscriber never moves anyone's offsets.
+A record that is not a decision (not a JSON object: a tombstone, or another
+application's message) is skipped with a warning naming where it is.
+
+>>> from types import SimpleNamespace
+>>> _decision(SimpleNamespace(value=b'{"action": "promote"}', partition=0, offset=4))
+{'action': 'promote'}
+>>> _decision(SimpleNamespace(value=None, partition=0, offset=5)) is None
+True
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +28,21 @@ from consumers.checkpoints import committed_reader
 from stream_cd.errors import TransportError
 
 __all__ = ["subscribe_decisions"]
+
+log = logging.getLogger(__name__)
+
+
+def _decision(record: Any) -> dict[str, Any] | None:
+    """The decision a record holds, or None (with a warning) when it holds none."""
+    try:
+        value = orjson.loads(record.value)
+    except (orjson.JSONDecodeError, TypeError):
+        value = None
+    if type(value) is not dict:
+        log.warning("skipping the record at partition %s offset %s of the decisions topic: it is not a decision "
+                    "(a JSON object)", record.partition, record.offset)
+        return None
+    return value
 
 
 def _partitions(consumer: KafkaConsumer, topic: str, wait_s: float) -> list[TopicPartition]:
@@ -76,7 +100,10 @@ def subscribe_decisions(
                 for record in records:
                     if wanted is not None and record.key != wanted:
                         continue
-                    yield orjson.loads(record.value)
+                    decision = _decision(record)
+                    if decision is None:
+                        continue
+                    yield decision
                     yielded += 1
                     if max_decisions is not None and yielded >= max_decisions:
                         return
