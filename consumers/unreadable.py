@@ -78,13 +78,18 @@ def unreadable_message(topic: str, partition: int | None, offset: int | None, er
     ('shop.events', 3, 1200)
     >>> print(err)  # doctest: +ELLIPSIS
     cannot read topic 'shop.events' partition 3 at offset 1200 (UnsupportedCodecError: ...): install ...
+    >>> damaged = str(unreadable_message("shop.events", 0, 7, "CorruptRecordError: Record is corrupt"))
+    >>> "--reset-offsets" in damaged, "Exactly-once workers resume from their checkpoints" in damaged
+    (True, True)
     """
     where = f"topic {topic!r}" if partition is None else f"topic {topic!r} partition {partition} at offset {offset}"
     if "codec" in error.lower():
         todo = ("install kafka-python's codec libraries (pip install 'kafka-python[lz4,snappy,zstd]'; "
                 "stream-cd's own install includes them) and start the worker again: it resumes from its last commit")
     else:
-        todo = ("the data in the broker's log is damaged; to go on without it, stop the workers and move the "
-                "group's committed offset of that partition past it (kafka-consumer-groups.sh --reset-offsets "
-                "--to-offset ... --execute), then start them again")
+        todo = ("the data in the broker's log is damaged. Workers delivering at least once can go on without it: "
+                "stop them, move the group's committed offset of that partition past it (kafka-consumer-groups.sh "
+                "--reset-offsets --to-offset ... --execute) and start them again. Exactly-once workers resume from "
+                "their checkpoints, not from those offsets, so for them the partition must be repaired in the "
+                "broker (elect a leader whose replica is intact, or restore the topic from a backup)")
     return UnreadableMessage(f"cannot read {where} ({error}): {todo}", topic, partition, offset)
