@@ -262,14 +262,14 @@ def test_the_worker_rides_out_a_broker_restart(tmp_path, topic_prefix, stream, p
         prefix = topic_prefix + "restarted"
         group = f"{prefix}.workers"
         _fill(bootstrap, prefix, stream)
-        # idle-exit outlasts the outage: a worker holding partitions with nothing new would stop
-        # (on a busy machine the broker's restart alone can take 20 s)
-        worker = start_worker(bootstrap, prefix, *FLAGS, "--worker-id", "w1", "--idle-exit", "45")
+        worker = start_worker(bootstrap, prefix, *FLAGS, "--worker-id", "w1")  # no idle exit: it runs through the outage
         wait_committed(bootstrap, group, 15_000, worker)
         broker.stop()
         time.sleep(10)
         broker.start(broker_cluster_id, port=port, timeout_s=90)
-        summary, _, log = finish(worker, timeout=400)
+        wait_committed(bootstrap, group, len(stream), worker, deadline_s=400)  # back, and through to the end
+        worker.send_signal(signal.SIGTERM)
+        summary, _, log = finish(worker, timeout=120)
         _assert_same(bootstrap, prefix, summary, reference, probe, story=story_of(log))
     finally:
         broker.stop()
