@@ -67,8 +67,9 @@ class KeyExperiments:
         assert running is not None
         unit = ident if running.definition.unit == "request" else session
         arm_name = running.route(unit)
+        scored = False  # a request without a unit was not randomised: it is in no test
         if unit is not None:
-            verdict = running.test.count_unit(unit, arm_name)
+            scored, verdict = running.test.enter(unit, arm_name)  # only a unit's first request is scored
             if verdict is not None:
                 self._verdicts = [*self._verdicts, verdict]
         if arm_name == CONTROL:
@@ -77,7 +78,7 @@ class KeyExperiments:
             arm = running.arms[arm_name]
             served = arm.predict(x)  # an arm that cannot serve a valid request: the request is rejected
             exposure = self.last_served = Exposure(x, ts, ((arm, served),), served, session, None, None, source)
-        exposure.routed = (running.name, arm_name, running.epoch)
+        exposure.routed = (running.name, arm_name, running.epoch if scored else None)
         return exposure
 
     def _take_verdicts(self, ts: int) -> list[Decision]:
@@ -113,6 +114,8 @@ class KeyExperiments:
         served_by = exposure.outputs[0][0]
         if served_by is not self.champion and served_by is not self.challenger:  # (theirs count in _resolve)
             served_by.recent.update(loss)  # an experiment arm's rolling metric: on the requests it served
+        if routed[2] is None:
+            return  # not in the test: no unit, or not its unit's first request
         reward = 1.0 - loss if self.task == "classification" else -loss
         verdict = running.test.observe(routed[1], reward, routed[2])
         if verdict is not None:

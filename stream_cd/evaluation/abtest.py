@@ -4,7 +4,19 @@ Units (users, sessions or requests) are assigned by a sticky hash of the unit
 id with the experiment's name as salt (:func:`bucket`), so a unit gets the same
 arm on every worker, after a rebalance and on replay. Each arm is scored on
 the feedback of what it served: its reward is 1 - loss (accuracy points for
-classification, minus the absolute error for regression). Each arm is tested
+classification, minus the absolute error for regression).
+
+The test takes one reward per unit: that of the unit's first request
+(:meth:`ABExperiment.enter` says which request that is, when it is served).
+A returning user's later requests are served by its arm, and the arms learn
+from them, but they are not in the test: they share the user's arm and the
+user's own level, so given the past they are neither random in arm nor
+independent, and a test that counted them as independent would decide
+falsely far more often than alpha (measured on an A/A test at alpha 0.05,
+2,000 users of 50 requests each with accuracies spread by 0.10: 20.8 % of
+runs decided, against 4.0 % with one request per user). Requests without a
+unit are served by the control and are in no test: they were not
+randomised. With ``unit: request`` every request is its own unit. Each arm is tested
 against the control with the anytime-valid two-sample test of
 :mod:`stream_cd.evaluation.twosample`, and Holm's step-down procedure on the
 always-valid p-values keeps the family-wise error at ``alpha`` across arms
@@ -31,7 +43,7 @@ sample size of a single look (statsmodels' ``NormalIndPower``).
 >>> while verdict is None or verdict.action == "keep":
 ...     unit = f"u{rng.randrange(10**9)}"
 ...     arm = ab.assign(unit)
-...     verdict = ab.count_unit(unit, arm) or ab.observe(arm, float(rng.random() < (0.84 if arm == "b" else 0.80)), 0)
+...     verdict = ab.enter(unit, arm)[1] or ab.observe(arm, float(rng.random() < (0.84 if arm == "b" else 0.80)), 0)
 >>> verdict.action, verdict.evidence["winner"], ab.units < ab.sample_size["units"]
 ('promote', 'b', True)
 """
@@ -151,23 +163,25 @@ class ABExperiment:
                 return arm
         return self.layout[-1][1]
 
-    def count_unit(self, unit: str, arm: str) -> Verdict | None:
-        """Count a unit the first time it is served; a sample-ratio mismatch pauses the experiment."""
+    def enter(self, unit: str, arm: str) -> tuple[bool, Verdict | None]:
+        """A request of ``unit``, served by ``arm``: whether it is the unit's first (the one
+        the test scores), and the verdict its counting leads to. The first time a unit
+        is served it is counted; a sample-ratio mismatch pauses the experiment."""
         if self.state != "running":
-            return None
+            return False, None
         key = unit_hash(self.name, unit)
         if key in self.seen or len(self.seen) >= self.definition.max_sample:
-            return None
+            return False, None
         self.seen.add(key)
         self.units += 1
         if self.srm.update(self.arm_index[arm]):
             self.state = "paused"
-            return Verdict("hold", {"reason": "sample ratio mismatch: the assignment is broken, the results void",
-                                    **self.srm.evidence(), **self.status()})
+            return True, Verdict("hold", {"reason": "sample ratio mismatch: the assignment is broken, the results void",
+                                          **self.srm.evidence(), **self.status()})
         if self.units >= self.definition.max_sample:
             self.state = "done"
-            return Verdict("stop", {"reason": "no significant difference", **self.status()})
-        return None
+            return True, Verdict("stop", {"reason": "no significant difference", **self.status()})
+        return True, None
 
     def observe(self, arm: str, reward: float, epoch: int = 0) -> Verdict | None:
         """The reward of a request ``arm`` served; a verdict when one is due."""

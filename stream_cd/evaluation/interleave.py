@@ -143,8 +143,8 @@ class InterleaveExperiment:
     def assign(self, unit: str) -> str:
         return CONTROL
 
-    def count_unit(self, unit: str, arm: str) -> Verdict | None:
-        return None
+    def enter(self, unit: str, arm: str) -> tuple[bool, Verdict | None]:
+        return True, None
 
     def observe(self, arm: str, reward: float, epoch: int = 0) -> Verdict | None:
         return None  # an interleaving experiment is judged on credited clicks only (:meth:`credit`)

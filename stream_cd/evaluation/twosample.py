@@ -70,6 +70,12 @@ class TwoSampleTest:
     def decision(self) -> int:
         return self.test.decision
 
+    @property
+    def shown_worse(self) -> bool:
+        """Whether the arm has been shown worse, even after it was first shown better: both
+        crossings are events of the one two-sided confidence sequence, so its level holds."""
+        return self.test.best_worse > -math.log(self.alpha)
+
     def update(self, reward: float, in_arm: bool, share: float) -> int:
         """One request of the arm (``in_arm``) or of the control; ``share``: the arm's
         probability of serving it, among the two."""

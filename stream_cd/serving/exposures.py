@@ -80,7 +80,8 @@ class Exposure:
         self.raw = raw
         self.adapted = adapted
         self.source = source
-        self.routed: tuple[str, str, int] | None = None  # (experiment, arm, epoch) when an experiment routed it
+        # (experiment, arm, epoch) when an experiment routed it; epoch None: scored in no test
+        self.routed: tuple[str, str, int | None] | None = None
 
 
 class ExposureStore:

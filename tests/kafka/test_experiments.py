@@ -26,14 +26,14 @@ FLAGS = ("--model", "logreg", "--drift", "none", "--commit-every-events", "3000"
 
 
 def _streams() -> tuple[list[bytes], list[bytes]]:
-    """(warm-up labeled events, then requests of 400 users each and their feedback 0 to 2,000 later) of all keys,
+    """(warm-up labeled events, then requests of 3,000 users each and their feedback 0 to 2,000 later) of all keys,
     interleaved."""
     warm, live = [], []
     for k, key in enumerate(KEYS):
         events = list(generate("agrawal", 8_000, seed=20 + k, key=key))
         warm.append(events[:2_000])
         rng = random.Random(k)
-        requests = [{**e, "user": f"u{rng.randrange(400)}"} for e in events[2_000:]]
+        requests = [{**e, "user": f"u{rng.randrange(3_000)}"} for e in events[2_000:]]  # an A/B test scores each once
         live.append(list(delayed_feedback(requests, 0, 2_000, seed=k)))
     return _interleave(warm), _interleave(live)
 

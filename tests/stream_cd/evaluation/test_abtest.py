@@ -17,6 +17,7 @@ import pytest
 from stream_cd.evaluation.abtest import ABExperiment, bucket, sample_size
 from stream_cd.evaluation.definition import ExperimentDefinition
 from stream_cd.evaluation.srm import SampleRatioTest
+from stream_cd.evaluation.twosample import first_decision
 
 RUNS = 200
 
@@ -106,7 +107,7 @@ def test_a_broken_assignment_pauses_the_experiment_with_an_srm_verdict() -> None
     verdict = None
     for i in range(20_000):
         arm = "control" if rng.random() < 0.53 else "b"  # routing that loses some of b's units
-        verdict = ab.count_unit(f"u{i}", arm)
+        verdict = ab.enter(f"u{i}", arm)[1]
         if verdict is not None:
             break
     assert verdict is not None and verdict.action == "hold" and ab.state == "paused"
@@ -129,7 +130,7 @@ def test_a_unit_is_counted_once_however_many_requests_it_makes() -> None:
     ab = ABExperiment(definition())
     for _ in range(5):
         for u in ("u1", "u2", "u3"):
-            ab.count_unit(u, ab.assign(u))
+            ab.enter(u, ab.assign(u))
     assert ab.units == 3 and sum(ab.srm.counts) == 3
 
 
@@ -137,6 +138,40 @@ def test_max_sample_ends_it_with_no_significant_difference() -> None:
     d = ExperimentDefinition.from_mapping({"name": "short", "kind": "ab", "max_sample": 500,
                                            "arms": [{"name": "b", "spec": "logreg"}]})
     ab = ABExperiment(d)
-    verdicts = [v for i in range(600) if (v := ab.count_unit(f"u{i}", ab.assign(f"u{i}"))) is not None]
+    verdicts = [v for i in range(600) if (v := ab.enter(f"u{i}", ab.assign(f"u{i}"))[1]) is not None]
     assert [(v.action, v.evidence["reason"]) for v in verdicts] == [("stop", "no significant difference")]
     assert ab.state == "done" and ab.units == 500
+
+
+def returning_users_run(seed: int) -> tuple[int, bool]:
+    """One A/A test on 1,000 users of 50 requests each, in random order, whose accuracies differ
+    (Beta(12, 3): mean 0.8, sd 0.10): (the decision of the same test fed every request, +1, -1
+    or 0; whether the experiment, scoring each unit's first request, promoted anyone)."""
+    rng = np.random.default_rng(seed)
+    users, visits = 1_000, 50
+    accuracy = rng.beta(12, 3, users)
+    order = rng.permutation(np.repeat(np.arange(users), visits))
+    rewards = (rng.random(order.size) < accuracy[order]).astype(float)
+    ab = ABExperiment(definition(), baseline=0.8, report_every=10**9)
+    arms = [ab.assign(f"u{u}") for u in range(users)]
+    every = first_decision(rewards, np.array([arms[u] == "b" for u in order]), 0.5, alpha=0.05)[1]
+    for u, reward in zip(order.tolist(), rewards.tolist()):
+        scored, _ = ab.enter(f"u{u}", arms[u])
+        if scored:
+            verdict = ab.observe(arms[u], reward, 0)
+            if verdict is not None and verdict.action == "promote":
+                return every, True
+    return every, False
+
+
+def test_returning_users_are_scored_once_so_an_aa_test_stays_valid() -> None:
+    """A user's requests share its arm and its own level: counted as independent they make
+    an A/A test decide falsely far more often than alpha; scored once per user it holds."""
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(returning_users_run, range(70_000, 70_000 + RUNS), chunksize=10))
+    every = sum(d != 0 for d, _ in results) / RUNS
+    promoted = sum(p for _, p in results) / RUNS
+    print(f"\nA/A, 1,000 users x 50 requests, alpha 0.05: every request counted {every:.1%} decided; "
+          f"first request of each user {promoted:.1%} promoted")
+    assert every > 0.10  # the reason for scoring each unit once
+    assert promoted <= 0.05

@@ -75,3 +75,37 @@ def test_the_ramp_state_survives_a_checkpoint_and_goes_on_identically() -> None:
     assert restored.step == 2 and restored.share == 0.25
     assert feed(restored, rng_copy, lambda c: False) == feed(canary, rng, lambda c: False)
     assert canary.state == restored.state == "done"
+
+
+def test_a_canary_that_did_well_at_first_and_then_falls_off_is_rolled_back() -> None:
+    """Its step's test crosses "better" on the early requests; the later ones show it worse,
+    and that crossing rolls it back all the same."""
+    canary = CanaryExperiment(DEFINITION, report_every=10**9)
+    rng = random.Random(11)
+    crossed_better_at = None
+    for i in range(400_000):
+        arm = canary.assign(f"u{i}")
+        rate = (0.95 if i < 20_000 else 0.50) if arm == "new" else 0.80
+        canary.observe(arm, float(rng.random() < rate), canary.step)
+        if crossed_better_at is None and canary.test.decision == 1:
+            crossed_better_at = i
+        if canary.state != "running":
+            break
+    assert crossed_better_at is not None and crossed_better_at < 20_000
+    assert canary.state == "rolled back" and canary.step == 0 and i < 100_000
+
+
+def test_a_step_that_sees_max_sample_units_without_deciding_stops_the_canary() -> None:
+    d = ExperimentDefinition.from_mapping({"name": "slow", "kind": "canary", "max_sample": 2_000,
+                                           "arms": [{"name": "new", "spec": "logreg"}]})
+    canary = CanaryExperiment(d, report_every=10**9)
+    rng = random.Random(2)
+    verdicts = []
+    for i in range(3_000):
+        for _ in range(3):  # each unit comes back: only its first request is scored
+            scored, verdict = canary.enter(f"u{i}", canary.assign(f"u{i}"))
+            verdicts += [verdict] if verdict is not None else []
+            if scored:
+                canary.observe(canary.assign(f"u{i}"), float(rng.random() < 0.8), canary.step)
+    assert [(v.action, v.evidence["reason"]) for v in verdicts] == [("stop", "no decision at step 0 within 2,000 units")]
+    assert canary.state == "done" and canary.test.n == 1_999  # the 2,000th unit ended it as it came
