@@ -17,6 +17,12 @@ A trigger that fires while the current challenger has had fewer than
 keep the test from ever deciding. A drift alarm is not deferred: the champion
 is losing now.
 
+The champion is the control of a running experiment (A/B/n, canary,
+interleaving). A shadow promotion or a drift reset that replaces it stops the
+experiment with a ``stop`` decision: its evidence was gathered against the
+champion before, and would otherwise count towards a verdict against the new
+one. Start the experiment again to compare its arms with the new champion.
+
 >>> from stream_cd.config import PipelineConfig
 >>> from stream_cd.model_key import ModelKey
 >>> key = ModelKey("k", PipelineConfig(model="logreg", drift="none", version_every=3))
@@ -88,6 +94,7 @@ class Policy:
     def observe(self, roles: Roles, champion_loss: float, challenger_loss: float | None, ts: int) -> list[Decision]:
         """The decisions one scored event leads to, applied to ``roles``."""
         decisions = NO_DECISIONS
+        champion = roles.champion
         self.loss_n = n = self.loss_n + 1
         delta = champion_loss - self.loss_mean
         self.loss_mean += delta / n
@@ -103,6 +110,8 @@ class Policy:
             for trigger in self.triggers:
                 if trigger.observe(ts, roles.learned, champion_loss):
                     decisions = [*decisions, *self._on_trigger(roles, trigger.name, ts)]
+        if roles.champion is not champion and roles.running is not None:
+            decisions = [*decisions, self._control_replaced(roles, ts)]
         every = self.config.version_every
         if every is not None and roles.learned % every == 0:
             roles.bump_minor()
@@ -151,6 +160,14 @@ class Policy:
             roles.end_experiment({**evidence, "state": "rolled back" if action == "rollback"
                                   else evidence.get("reason", "no significant difference")})
         return [decision]
+
+    def _control_replaced(self, roles: Roles, ts: int) -> Decision:
+        """Stop the running experiment whose control (the champion) has just been replaced."""
+        status = roles.running.test.status()
+        reason = "the champion, this experiment's control, was replaced: its evidence was against the one before"
+        decision = roles.decide("stop", "experiment", ts, {"reason": reason, **status})
+        roles.end_experiment({**status, "state": "stopped: its control was replaced"})
+        return decision
 
     def arm_failed(self, roles: Roles, arm: Arm, reason: str, ts: int) -> Decision:
         """A challenger that cannot use a valid event is dropped: it could never serve it."""

@@ -154,3 +154,38 @@ def test_a_canary_of_a_worse_model_is_rolled_back_through_the_pipeline() -> None
     actions = [d.action for d in decisions if d.trigger == "experiment"]
     assert actions == ["start", "rollback"]
     assert p.model("k").champion.spec.name == EXACT and p.model("k").running is None
+
+
+def test_only_a_units_first_request_is_scored_and_requests_without_a_unit_are_in_no_test() -> None:
+    rng = random.Random(4)
+    events = segment(rng, 500, range(10), lambda r: r % 2 == 0, 0)
+    events.append({**start("ab-u", NOISY), "experiment": {**start("ab-u", NOISY)["experiment"], "unit": "user"}})
+    users = set()
+    for i in range(3_000):
+        r = rng.randrange(10)
+        event = {"key": "k", "id": f"q{i}", "ts": 10**6 + i, "x": {"r": r}, "y": r % 2 == 0}
+        if i % 4:  # a quarter of the requests come from no known user: they were not randomised
+            event["user"] = users_seen = f"u{rng.randrange(300)}"
+            users.add(users_seen)
+        events.append(event)
+    p, decisions, served = run(config("off"), events, record=True)
+    test = p.model("k").running.test
+    assert len(users) == 300 and test.units == 300 and sum(test.srm.counts) == 300
+    assert sum(test.tests["fresh"].counts) == 300  # one reward per user, none of the anonymous requests
+    anonymous = {f"q{i}" for i in range(0, 3_000, 4)}
+    assert {s["arm"] for s in served if s["id"] in anonymous} == {"control"}
+
+
+def test_a_shadow_promotion_during_an_experiment_stops_it_its_control_is_gone() -> None:
+    rng = random.Random(5)
+    events = segment(rng, 300, range(10), lambda r: r % 2 == 0, 0)
+    events.append(start("ab-c", NOISY))  # an A/A of the champion's own kind
+    events += segment(rng, 6_000, range(10), lambda r: r % 2 == 0, 300)
+    cfg = PipelineConfig(model=NOISY, shadow=EXACT, drift="none", forgetting="off", task="classification")
+    p, decisions, _ = run(cfg, events)
+    actions = [(d.action, d.trigger) for d in decisions if d.action != "checkpoint"]
+    promoted = actions.index(("promote", "comparator"))
+    assert actions[0] == ("start", "experiment") and actions[promoted + 1] == ("stop", "experiment")
+    stop = decisions[[d.action for d in decisions].index("stop")]
+    assert "control, was replaced" in stop.evidence["reason"] and stop.experiment == "ab-c"
+    assert p.model("k").running is None and "control was replaced" in p.model("k").last_experiment["state"]
