@@ -59,6 +59,7 @@ class Checkpointing:
             blob = dump_state(state, key, record)
         if len(blob) > self.max_snapshot_bytes:
             return self._too_large(record, len(blob), partitions)
+        self._deleted.discard(record)  # saved again: should it grow too large again, its snapshots go again
         if copy is not None:
             self.pipeline.restore(record, copy)
         return [Checkpoint(store_key(record, slot), blob, partitions)]
@@ -68,7 +69,8 @@ class Checkpointing:
         and each time its snapshot is due an error and an ``unsaved`` decision say so. Its
         older snapshots are deleted the first time (tombstones in every ring slot): a
         restore then starts it afresh at its partition's replay point, instead of
-        replaying it from an old snapshot into the same size again."""
+        replaying it from an old snapshot into the same size again (and again after
+        it has been saved since, or after a rollback of the commit that held them)."""
         self.pipeline.not_saved(record)
         log.error("%s: its snapshot is %s bytes, over the limit of %s (--max-snapshot-bytes); it is served and "
                   "learns, but is not checkpointed, so a restart or rebalance starts it afresh. Bound its state "

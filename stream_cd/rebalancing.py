@@ -56,6 +56,7 @@ class Rebalancing:
     _failures: int
     _in_flight: bool
     _uncommitted: int
+    _deleted: set[str]
 
     def _recover(self, err: TransportError) -> None:
         """The transport failed (the broker went away, the group forgot this member): drop
@@ -82,6 +83,7 @@ class Rebalancing:
         """Abort the open transaction and return every held partition to its committed state."""
         self.transport.abort()
         self._outputs_landed(rollback=True)
+        self._deleted.clear()  # the tombstones of the aborted transaction were not written
         self.pipeline.reset()
         self._uncommitted = 0
         self._resume(self.transport.assignment())

@@ -490,3 +490,27 @@ def test_decoded_batches_are_learned_as_messages_are_and_outcomes_come_as_they_h
     run_worker(_DecodingTransport(raws), hooked, Topics(), batch_size=64,
                on_outcome=lambda message, outcome: seen.append(hooked.events))
     assert seen == list(range(1, len(raws) + 1))
+
+
+def test_a_key_too_large_again_after_it_was_saved_leaves_no_snapshot_to_restore_from(tmp_path) -> None:
+    """Too large, then saved again (it shrank), then too large again: its snapshots of the time
+    between are deleted too, so a restore starts it afresh instead of from an old snapshot that
+    would silently skip the events since."""
+    from stream_cd.config import PipelineConfig
+    from stream_cd.embedded import DirectoryStore
+    from stream_cd.worker import Worker
+
+    events = _sea_events(1_500)
+    batches = {"n": 0}
+
+    def limit_by_batch(_: int) -> None:  # too large for 10 batches, then fits for 10, then too large
+        batches["n"] += 1
+        worker.max_snapshot_bytes = 100 if batches["n"] < 10 or batches["n"] >= 20 else 10**9
+
+    worker = Worker(EmbeddedTransport(events, store=DirectoryStore(tmp_path)),
+                    Pipeline(PipelineConfig(model="logreg", drift="none"), snapshots=SnapshotSchedule(every_events=50, ring=3)),
+                    Topics(), state_key=b"k" * 32, commit_every_events=40, batch_size=16, on_batch=limit_by_batch,
+                    max_snapshot_bytes=100)
+    stats = worker.run()
+    assert stats.checkpoints_written > 0 and stats.unsaved > 0  # saved in between, and unsaved at the end
+    assert not list(tmp_path.glob("*model%3Adefault.ckpt"))
