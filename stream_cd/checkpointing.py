@@ -44,42 +44,48 @@ class Checkpointing:
     def _snapshot(self, record: str, state, partitions: tuple[int, ...], slot: int,
                   going_on: bool = True) -> list[Checkpoint]:
         """The checkpoints of one model key's snapshot: the sealed state in its ring slot, or,
-        when it passes ``max_snapshot_bytes``, none (see :meth:`_too_large`). A worker
-        ``going_on`` learns on with the unpickled copy; one that stops needs none."""
+        when it passes ``max_snapshot_bytes`` or cannot be read back, none (see :meth:`_unsaved`).
+        A worker ``going_on`` learns on with the unpickled copy; one that stops needs none."""
         key = self.state_key
         assert key is not None
         copy = None
-        try:
-            if going_on:
+        try:  # a stopping worker reads back only the keys found unsaved before: all would double its last commit
+            if going_on or record in self._deleted:
                 blob, copy = dump_state_and_copy(state, key, record, f"{describe_record(record)} just written")
             else:
                 blob = dump_state(state, key, record)
-        except StateError as err:  # it cannot be restored either: go on with the original
-            log.warning("%s", err)
-            blob = dump_state(state, key, record)
+        except StateError as err:  # written, it would push the good snapshots out of the ring
+            return self._unsaved(record, partitions, None, f"its snapshot cannot be read back ({err})")
         if len(blob) > self.max_snapshot_bytes:
-            return self._too_large(record, len(blob), partitions)
+            return self._unsaved(record, partitions, len(blob))
         self._deleted.discard(record)  # saved again: should it grow too large again, its snapshots go again
-        if copy is not None:
+        if copy is not None and going_on:
             self.pipeline.restore(record, copy)
         return [Checkpoint(store_key(record, slot), blob, partitions)]
 
-    def _too_large(self, record: str, size: int, partitions: tuple[int, ...]) -> list[Checkpoint]:
-        """A snapshot over the limit is not written, the key goes on serving and learning,
-        and each time its snapshot is due an error and an ``unsaved`` decision say so. Its
+    def _unsaved(self, record: str, partitions: tuple[int, ...], size: int | None,
+                 why: str | None = None) -> list[Checkpoint]:
+        """A snapshot over the limit (of ``size`` bytes), or one that cannot be read back
+        (``why``), is not written, the key goes on serving and learning, and each time its
+        snapshot is due an error and an ``unsaved`` decision say so. Its
         older snapshots are deleted the first time (tombstones in every ring slot): a
         restore then starts it afresh at its partition's replay point, instead of
         replaying it from an old snapshot into the same size again (and again after
         it has been saved since, or after a rollback of the commit that held them)."""
         self.pipeline.not_saved(record)
-        log.error("%s: its snapshot is %s bytes, over the limit of %s (--max-snapshot-bytes); it is served and "
-                  "learns, but is not checkpointed, so a restart or rebalance starts it afresh. Bound its state "
-                  "(fewer features, a smaller model) or raise the limit", describe_record(record), f"{size:,}",
-                  f"{self.max_snapshot_bytes:,}",
-                  extra={"event": "snapshot_too_large", "fields": {"record": record, "bytes": size,
-                                                                   "limit": self.max_snapshot_bytes}})
+        if why is None:
+            log.error("%s: its snapshot is %s bytes, over the limit of %s (--max-snapshot-bytes); it is served and "
+                      "learns, but is not checkpointed, so a restart or rebalance starts it afresh. Bound its state "
+                      "(fewer features, a smaller model) or raise the limit", describe_record(record), f"{size:,}",
+                      f"{self.max_snapshot_bytes:,}",
+                      extra={"event": "snapshot_too_large", "fields": {"record": record, "bytes": size,
+                                                                       "limit": self.max_snapshot_bytes}})
+        else:
+            log.error("%s: %s; it is served and learns, but is not checkpointed, so a restart or rebalance starts "
+                      "it afresh", describe_record(record), why,
+                      extra={"event": "snapshot_unreadable", "fields": {"record": record, "reason": why}})
         self.stats.unsaved += 1
-        decision = self.pipeline.unsaved_decision(record, size, self.max_snapshot_bytes)
+        decision = self.pipeline.unsaved_decision(record, size, self.max_snapshot_bytes, why)
         if decision is not None:
             self._decided(decision)
         if record in self._deleted:

@@ -290,9 +290,10 @@ class Pipeline:
             self.snapshots.not_saved(model_key)
             self._replay_moved = True
 
-    def unsaved_decision(self, record: str, size: int, limit: int) -> Decision | None:
+    def unsaved_decision(self, record: str, size: int | None, limit: int, why: str | None = None) -> Decision | None:
         """The ``unsaved`` decision of a model key whose snapshot of ``size`` bytes passes
-        ``limit``: it goes on serving and learning, but is not checkpointed.
+        ``limit``, or cannot be read back (``why``): it goes on serving and learning, but is
+        not checkpointed.
 
         >>> p = Pipeline(PipelineConfig(model="logreg", drift="none"))
         >>> _ = p.process(b'{"key": "big", "x": {"f": 1.0}, "y": true}', ts=0, offset=4)
@@ -304,9 +305,9 @@ class Pipeline:
         if model is None:
             return None
         challenger = model.challenger
+        why = why or f"its snapshot is {size:,} bytes, over the limit of {limit:,}"
         evidence = {"bytes": size, "limit": limit,
-                    "reason": f"its snapshot is {size:,} bytes, over the limit of {limit:,}: it serves and learns, "
-                              f"but a restart or rebalance starts it afresh"}
+                    "reason": f"{why}: it serves and learns, but a restart or rebalance starts it afresh"}
         return Decision(model.key, "unsaved", "error", model.champion.label,
                         None if challenger is None else challenger.label, model.events_seen, evidence,
                         ts=int(time.time() * 1000), position=model.position)

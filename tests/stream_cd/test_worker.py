@@ -514,3 +514,20 @@ def test_a_key_too_large_again_after_it_was_saved_leaves_no_snapshot_to_restore_
     stats = worker.run()
     assert stats.checkpoints_written > 0 and stats.unsaved > 0  # saved in between, and unsaved at the end
     assert not list(tmp_path.glob("*model%3Adefault.ckpt"))
+
+
+def test_a_snapshot_that_cannot_be_read_back_is_not_written_and_the_key_goes_on_unsaved(tmp_path) -> None:
+    from stream_cd.config import PipelineConfig
+    from stream_cd.embedded import DirectoryStore
+
+    events = [b'{"x": {"u": %f}, "y": %s}' % (i / 400, b"true" if i > 200 else b"false") for i in range(400)]
+    decisions: list = []
+    config = PipelineConfig(model="tests.stream_cd.user_models:unloadable", drift="none", task="classification")
+    stats = run_worker(EmbeddedTransport(events, store=DirectoryStore(tmp_path)),
+                       Pipeline(config, snapshots=SnapshotSchedule(every_events=50)), Topics(), state_key=b"k" * 32,
+                       commit_every_events=40, batch_size=16, on_decision=decisions.append)
+    assert stats.consumed == 400 and stats.unsaved >= 3
+    assert not list(tmp_path.glob("*model%3Adefault.ckpt"))  # no slot of the ring was spent on it
+    unsaved = [d for d in decisions if d.action == "unsaved"]
+    assert unsaved and "its snapshot cannot be read back" in unsaved[0].evidence["reason"]
+    assert "this model cannot be loaded back" in unsaved[0].evidence["reason"]

@@ -67,3 +67,19 @@ def item_only_ranker():
     from river import compose, linear_model, preprocessing
 
     return compose.FuncTransformer(_item_features) | preprocessing.StandardScaler() | linear_model.LogisticRegression()
+
+
+def _cannot_load() -> None:
+    raise RuntimeError("this model cannot be loaded back")
+
+
+class Unloadable(NoisyOracle):
+    """A :class:`NoisyOracle` that pickles but does not unpickle (as a model whose class has
+    changed since it was pickled)."""
+
+    def __reduce__(self):
+        return _cannot_load, ()
+
+
+def unloadable() -> Unloadable:
+    return Unloadable()
