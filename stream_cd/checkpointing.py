@@ -104,6 +104,7 @@ class Checkpointing:
         """
         deadline = time.monotonic() + wait_s
         positions = self.restore(partitions)
+        self._quiet_to_committed(partitions)
         while True:
             stale = []
             for p in partitions:
@@ -123,6 +124,18 @@ class Checkpointing:
             time.sleep(0.5)
             self.pipeline.release(stale)
             positions.update(self.restore(stale))
+
+    def _quiet_to_committed(self, partitions: list[int]) -> None:
+        """A partition restored from an older record than its newest (which was refused)
+        processes the messages up to its committed offset again, quietly: their outputs
+        were committed when they were first read (:attr:`Pipeline.quiet_below`)."""
+        for p in partitions:
+            if record_key(partition=p) not in self._fell_back:
+                continue
+            state = self.pipeline.partitions.get(p)
+            committed = self.transport.committed_offset(p)
+            if committed is not None and committed > (0 if state is None else state.next_offset):
+                self.pipeline.quiet_below[p] = committed
 
     def restore(self, partitions: list[int]) -> dict[int, int]:
         """Load the newest good snapshot of every model key stored beside ``partitions``,

@@ -7,7 +7,10 @@ per source partition, with the partition's counts and next offset.
 
 Offsets make processing idempotent: a message at an offset a model key (or
 partition) has already taken in is skipped, so replaying from an older
-checkpoint never learns an event twice.
+checkpoint never learns an event twice. A partition restored from an older
+record than its last commit (the newest was refused) takes in the messages
+up to that commit again, but quietly (``quiet_below``): what they decided,
+served or rejected was committed when they were first read.
 
 >>> p = Pipeline(PipelineConfig(model="logreg", drift="none"))
 >>> p.process(b'{"key": "a", "x": {"f": 1.0}, "y": true}', ts=0, offset=0).invalid
@@ -100,6 +103,7 @@ class Pipeline:
         self._dirty_partitions: set[int] = set()
         self._replay_moved = False  # a snapshot was taken: the replay points may have moved
         self.replayed = 0  # messages read again by restores (before their partition's committed position)
+        self.quiet_below: dict[int, int] = {}  # partition -> its committed offset, when restored from an older record
 
     # -- processing ------------------------------------------------------------
 
@@ -146,12 +150,30 @@ class Pipeline:
         self._dirty_partitions.add(partition)
         if type(event) is InvalidEvent:
             part.invalid += 1
-            return Outcome(invalid=event.reason)
-        try:
-            return self._at_offset(self.models.get(event.key) or self.model(event.key), event, ts, partition, offset)  # type: ignore[union-attr,arg-type]
-        except InvalidEvent as err:
-            part.invalid += 1
-            return Outcome(invalid=err.reason)
+            outcome = Outcome(invalid=event.reason)
+        else:
+            try:
+                outcome = self._at_offset(self.models.get(event.key) or self.model(event.key), event, ts, partition,  # type: ignore[union-attr]
+                                          offset)  # type: ignore[arg-type]
+            except InvalidEvent as err:
+                part.invalid += 1
+                outcome = Outcome(invalid=err.reason)
+        if self.quiet_below and partition in self.quiet_below:
+            return self._quietly(outcome, partition, offset)
+        return outcome
+
+    def _quietly(self, outcome: Outcome, partition: int, offset: int) -> Outcome:
+        """Nothing of a message below its partition's committed offset goes out again.
+
+        >>> p = Pipeline(PipelineConfig(model="logreg", drift="none"))
+        >>> p.quiet_below[0] = 2
+        >>> [p.process(b"oops", ts=0, offset=i).invalid is None for i in range(3)], p.summary()["invalid"], p.quiet_below
+        ([True, True, False], 3, {})
+        """
+        below = self.quiet_below[partition]
+        if offset + 1 >= below:
+            del self.quiet_below[partition]  # at or past its last commit: what follows is new
+        return _SKIPPED if offset < below else outcome
 
     def take_batch(
         self,
@@ -349,6 +371,7 @@ class Pipeline:
         """Forget all state (it is restored from the last checkpoints)."""
         self.models.clear()
         self.partitions.clear()
+        self.quiet_below.clear()
         self.snapshots.reset()
         self._dirty_partitions.clear()
         self._replay_moved = False
@@ -365,6 +388,7 @@ class Pipeline:
         gone = set(partitions)
         for p in gone:
             self.partitions.pop(p, None)
+            self.quiet_below.pop(p, None)
             self._dirty_partitions.discard(p)
         dropped = [key for key, model in self.models.items() if model.offsets and set(model.offsets) <= gone]
         for key in dropped:

@@ -531,3 +531,61 @@ def test_a_snapshot_that_cannot_be_read_back_is_not_written_and_the_key_goes_on_
     unsaved = [d for d in decisions if d.action == "unsaved"]
     assert unsaved and "its snapshot cannot be read back" in unsaved[0].evidence["reason"]
     assert "this model cannot be loaded back" in unsaved[0].evidence["reason"]
+
+
+class _Seekable(EmbeddedTransport):
+    """The embedded transport over a list it can seek anywhere in, as Kafka can, and with the
+    group's committed offset of a run before (a restarted worker's view)."""
+
+    def __init__(self, events: list[bytes], committed: int, **options) -> None:
+        super().__init__([], **options)
+        self.events, self.committed = events, committed
+
+    def poll(self, max_records: int, timeout_s: float):
+        from stream_cd.transport import Message
+
+        if not self._started:
+            return super().poll(max_records, timeout_s)  # the assignment, restored before the first message
+        end = min(len(self.events), self.position + max_records)
+        batch = [Message(self.topic, 0, o, 0, None, self.events[o]) for o in range(self.position, end)]
+        self.position = end
+        return batch
+
+    def seek(self, partition: int, offset: int) -> None:
+        self.position = offset
+
+
+def test_a_partition_restored_from_its_older_record_sends_nothing_again(tmp_path) -> None:
+    """The newest partition record is refused: the restore resumes from the one before it and
+    takes in again the messages up to the last commit, and none of their decisions or dead
+    letters is sent a second time."""
+    from stream_cd.config import PipelineConfig
+    from stream_cd.embedded import DirectoryStore
+
+    events = _sea_events(1_200)
+    events[5::37] = [b'{"x": "bad", "y": true}'] * len(events[5::37])
+    config = PipelineConfig(model="logreg", shadow="logreg", drift="adwin", version_every=25)
+    options = {"state_key": b"k" * 32, "commit_every_events": 200, "batch_size": 50}
+
+    def outputs(transport) -> tuple[list, list]:
+        return ([m.value for m in transport.topics["stream-cd.decisions"]],
+                [dict(m.headers)["stream-cd.origin"] for m in transport.topics["stream-cd.dead-letter"]])
+
+    uninterrupted = EmbeddedTransport(events)
+    reference = Pipeline(config, snapshots=SnapshotSchedule(every_events=50))
+    run_worker(uninterrupted, reference, Topics(), **options)
+
+    first = EmbeddedTransport(events[:700], store=DirectoryStore(tmp_path))
+    run_worker(first, Pipeline(config, snapshots=SnapshotSchedule(every_events=50)), Topics(), **options)
+    records = sorted(tmp_path.glob("s*%2Fpartition%3A0.ckpt"), key=lambda f: f.read_bytes()[:8])
+    blob = bytearray(records[-1].read_bytes())
+    blob[-1] ^= 0x01  # the newest partition record is refused
+    records[-1].write_bytes(bytes(blob))
+
+    second = _Seekable(events, committed=700, store=DirectoryStore(tmp_path))
+    resumed = Pipeline(config, snapshots=SnapshotSchedule(every_events=50))
+    stats = run_worker(second, resumed, Topics(), **options)
+    assert stats.refused_checkpoints == 1 and stats.consumed > len(events) - 700  # it read again before 700
+    decided, dead = (a + b for a, b in zip(outputs(first), outputs(second)))
+    assert (decided, dead) == outputs(uninterrupted) and len(dead) == len(events[5::37])
+    assert resumed.summary() == reference.summary()
