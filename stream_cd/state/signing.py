@@ -6,8 +6,11 @@ and is verified *before* anything is unpickled. Anyone who can write to the
 state store but does not hold the key cannot make a worker load their bytes.
 
 Layout of a sealed blob: ``b"SCD1"`` + 32-byte HMAC + payload. The HMAC
-covers the record's store key too (``context``), so a valid blob copied under
-another key is refused like a forged one.
+covers the record key too (``context``: ``model:<key>`` or ``partition:<n>``,
+not the ring slot), so a valid blob copied under another record is refused like
+a forged one. An older valid version of the same record written again is
+accepted; it cannot make a key skip events, since a restore replays whatever a
+key's snapshot lacks (:mod:`stream_cd.checkpointing`).
 
 Keys rotate: ``STREAM_CD_STATE_KEY`` may hold several keys, comma-separated,
 newest first. A worker signs with the first and accepts a blob signed with
