@@ -135,17 +135,29 @@ def _kept(x: dict, y: Any) -> bytes | tuple[dict, Any]:
         return (x, y)
 
 
+def _loss(task: str, model: Any, x: dict, y: Any) -> float | None:
+    """``model``'s loss on an old event, or None when it cannot predict it."""
+    try:
+        return loss_of(task, y, model.predict_one(x))  # type: ignore[arg-type]
+    except Exception:  # noqa: BLE001 - whatever the model raises
+        return None
+
+
 def check_forgetting(task: str, champion: Any, candidate: Any, sample: ReferenceSample,
                      alpha: float = 0.01) -> tuple[bool, dict[str, Any]]:
-    """Whether ``candidate`` is worse than ``champion`` on the reference sample, with the evidence."""
+    """Whether ``candidate`` is worse than ``champion`` on the reference sample, with the evidence.
+
+    A model that cannot predict an old event has not kept it: it takes the worst loss there
+    (1, or infinity for regression), and an event neither can predict is left out.
+    """
     champion_losses, candidate_losses = [], []
+    worst = 1.0 if task == "classification" else float("inf")
     for x, y in sample.pairs():
-        try:
-            champion_losses.append(loss_of(task, y, champion.predict_one(x)))  # type: ignore[arg-type]
-            candidate_losses.append(loss_of(task, y, candidate.predict_one(x)))  # type: ignore[arg-type]
-        except Exception:  # noqa: BLE001 - a model that cannot predict an old event has not kept it
-            champion_losses.append(0.0)
-            candidate_losses.append(1.0 if task == "classification" else float("inf"))
+        champion_loss, candidate_loss = _loss(task, champion, x, y), _loss(task, candidate, x, y)
+        if champion_loss is None and candidate_loss is None:
+            continue
+        champion_losses.append(worst if champion_loss is None else champion_loss)
+        candidate_losses.append(worst if candidate_loss is None else candidate_loss)
     n = len(champion_losses)
     evidence: dict[str, Any] = {"reference_events": n, "alpha": alpha}
     if n == 0:

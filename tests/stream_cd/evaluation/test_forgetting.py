@@ -59,3 +59,25 @@ def test_a_regressor_that_forgot_an_old_regime_is_held_with_the_simulated_power(
     print(f"\nregression, MAE 10 % worse on 30 % old events, size 2,000, alpha {alpha}: "
           f"{count} holds in {runs} runs (power {REGRESSION_POWER}, chance allows {low}-{high})")
     assert low <= count <= high
+
+
+def test_a_model_that_cannot_predict_an_old_event_is_the_one_that_loses_it() -> None:
+    from stream_cd.evaluation.forgetting import ReferenceSample, check_forgetting
+
+    class Model:
+        def __init__(self, fails_on: set[int]) -> None:
+            self.fails_on = fails_on
+
+        def predict_one(self, x: dict) -> bool:
+            if x["i"] in self.fails_on:
+                raise ValueError("never saw this kind of event")
+            return True
+
+    sample = ReferenceSample(1_000, "k")
+    for i in range(200):
+        sample.add({"i": i}, True)
+    held, evidence = check_forgetting("classification", Model(set(range(60))), Model(set()), sample)
+    assert not held and (evidence["candidate_better"], evidence["candidate_worse"]) == (60, 0)
+    held, evidence = check_forgetting("classification", Model(set()), Model(set(range(60))), sample)
+    assert held and (evidence["candidate_better"], evidence["candidate_worse"]) == (0, 60)
+    assert evidence["reference_events"] == 200
