@@ -153,8 +153,8 @@ class Pipeline:
             outcome = Outcome(invalid=event.reason)
         else:
             try:
-                outcome = self._at_offset(self.models.get(event.key) or self.model(event.key), event, ts, partition,  # type: ignore[union-attr]
-                                          offset)  # type: ignore[arg-type]
+                model = self.models.get(event.key) or self.model(event.key)  # type: ignore[union-attr]
+                outcome = self._at_offset(model, event, ts, partition, offset)  # type: ignore[arg-type]
             except InvalidEvent as err:
                 part.invalid += 1
                 outcome = Outcome(invalid=err.reason)
