@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import gc
+import logging
 import threading
 from collections.abc import Callable
 
 from consumers.admin import TopicSpec, ensure_topics, partition_count, topic_config
 from consumers.kafka_transport import COMMIT_TIMEOUT_S, KafkaTransport
 from producers.predictions import PredictionPublisher
+from stream_cd.errors import TransportError
 from stream_cd.pipeline import Pipeline
 from stream_cd.transport import Topics
 from stream_cd.worker import DEFAULT_MAX_SNAPSHOT_BYTES, Worker, WorkerStats
@@ -19,6 +21,8 @@ __all__ = ["run_kafka_worker", "checkpoint_topic_spec", "dead_letter_topic_spec"
 DEAD_LETTER_MAX_BYTES = 8 * 1024 * 1024
 DEAD_LETTER_HEADROOM = 16 * 1024  # a dead letter's key, headers and batch framing, besides its value
 SNAPSHOT_OVERHEAD_BYTES = 1024 * 1024  # room for the record's key, headers and batch framing
+
+log = logging.getLogger(__name__)
 
 
 def checkpoint_topic_spec(name: str, partitions: int = 1, max_snapshot_bytes: int = DEFAULT_MAX_SNAPSHOT_BYTES) -> TopicSpec:
@@ -51,10 +55,22 @@ def dead_letter_topic_spec(name: str) -> TopicSpec:
     """The dead-letter topic: a dead letter carries its original bytes plus headers, so it
     has room for any message the events topic took.
 
-    >>> int(dead_letter_topic_spec("shop.deadletter").config["max.message.bytes"]) == DEAD_LETTER_MAX_BYTES
+    >>> int(dead_letter_topic_spec("shop.dead-letter").config["max.message.bytes"]) == DEAD_LETTER_MAX_BYTES
     True
     """
     return TopicSpec(name, config={"max.message.bytes": str(DEAD_LETTER_MAX_BYTES)})
+
+
+def _dead_letter_room(bootstrap: str, topic: str, client_options: dict | None) -> int:
+    """How much of a message a dead letter can hold: what the topic takes (which may be less
+    than it is made with, when it was made elsewhere), less room for the headers."""
+    try:
+        limit = topic_config(bootstrap, topic, "max.message.bytes", client_options=client_options)
+    except TransportError as err:  # say, no DescribeConfigs right on a secured cluster
+        log.warning("cannot read the max.message.bytes of %s (%s); dead letters keep at most %s bytes of their "
+                    "message", topic, err, f"{DEAD_LETTER_MAX_BYTES - DEAD_LETTER_HEADROOM:,}")
+        limit = None
+    return max(1024, int(limit or DEAD_LETTER_MAX_BYTES) - DEAD_LETTER_HEADROOM)
 
 
 def transactional_id(group: str, worker_id: str) -> str:
@@ -105,9 +121,8 @@ def run_kafka_worker(
         specs.append(checkpoint_topic_spec(topics.checkpoints, events_partitions,
                                            options.get("max_snapshot_bytes", DEFAULT_MAX_SNAPSHOT_BYTES)))
     ensure_topics(bootstrap, specs, client_options=client_options)
-    if "dead_letter_max_bytes" not in options:  # what the topic takes, which may be less than it was made with
-        limit = topic_config(bootstrap, topics.dead_letter, "max.message.bytes", client_options=client_options)
-        options["dead_letter_max_bytes"] = max(1024, int(limit or DEAD_LETTER_MAX_BYTES) - DEAD_LETTER_HEADROOM)
+    if "dead_letter_max_bytes" not in options:
+        options["dead_letter_max_bytes"] = _dead_letter_room(bootstrap, topics.dead_letter, client_options)
     publisher = None
     if publish_predictions:
         publisher = PredictionPublisher(bootstrap, topics.predictions, client_id=f"{group}.{worker_id}.predictions",
