@@ -197,8 +197,9 @@ class ModelKey(KeyRoles, KeyExperiments, KeyReport):
         if type(y) is tuple:
             raise InvalidEvent(f"clicks for request {ident!r}, but model key {self.key!r} does not rank: its "
                                "feedback is a label y")
-        exposure = self.exposures.take(ident, ts)  # raises for an unknown, expired or answered id
-        decisions = self._learn_exposure(exposure, y, ts)
+        self.exposures.waiting(ident, ts)  # raises for an unknown, expired or answered id
+        y = self._checked_label(y)  # a label of the wrong kind is refused before the request is answered
+        decisions = self._learn_checked(self.exposures.take(ident, ts), y, ts)
         expired = self.exposures.expire_due(ts)
         if expired:
             decisions = [*decisions, *self._expired(expired)]
@@ -209,9 +210,7 @@ class ModelKey(KeyRoles, KeyExperiments, KeyReport):
         """A labeled event: a request and its own feedback at once."""
         if self.ranking is not None:
             self.ranking.check(None)  # refused: a ranking key learns from clicks
-        if self.task is None:
-            self._fix_task(y)
-        y = check_label(self.task, y)  # type: ignore[arg-type]
+        y = self._checked_label(y)
         self.schema.check(x, numeric)
         self.events_seen += 1
         if (self.source_cap is not None or self.range_guard is not None) and self._held_back(x, source or session):
@@ -328,9 +327,16 @@ class ModelKey(KeyRoles, KeyExperiments, KeyReport):
 
     def _learn_exposure(self, exposure: Exposure, y: Any, ts: int) -> list[Decision]:
         """The feedback's label for a held exposure, checked and guarded as a labeled event is."""
+        return self._learn_checked(exposure, self._checked_label(y), ts)
+
+    def _checked_label(self, y: Any) -> Any:
+        """``y`` as the task's label (the first label fixes the task); :class:`InvalidEvent` if it is none."""
         if self.task is None:
             self._fix_task(y)
-        y = check_label(self.task, y)  # type: ignore[arg-type]
+        return check_label(self.task, y)  # type: ignore[arg-type]
+
+    def _learn_checked(self, exposure: Exposure, y: Any, ts: int) -> list[Decision]:
+        """A checked label for a held exposure, guarded as a labeled event is."""
         if (self.source_cap is not None or self.range_guard is not None) and self._held_back(
                 exposure.x, exposure.source or exposure.session):
             return NO_DECISIONS

@@ -122,12 +122,25 @@ class ExposureStore:
             expired.append(self._expire_oldest())
         return expired
 
-    def take(self, ident: str, ts: int) -> Exposure:
-        """The exposure of the request ``ident``, for its feedback at ``ts``."""
-        exposure = self.pending.pop(ident, None)
+    def waiting(self, ident: str, ts: int) -> Exposure:
+        """The exposure of the request ``ident``, for its feedback at ``ts``, left waiting;
+        :class:`InvalidEvent` with the reason when there is none, or when the feedback
+        comes later than the TTL after its request (whatever came in between)."""
+        exposure = self.pending.get(ident)
         if exposure is None:
             self.rejected += 1
             raise InvalidEvent(self._why_not(ident))
+        if self.ttl_ms is not None and ts - exposure.ts > self.ttl_ms:
+            self.rejected += 1  # it expires with the clock, as if the feedback had never come
+            raise InvalidEvent(f"feedback for request {ident!r} came {(ts - exposure.ts) / 1000:g} s after its "
+                               f"request, later than the feedback TTL of {self.ttl_ms / 1000:g} s")
+        return exposure
+
+    def take(self, ident: str, ts: int) -> Exposure:
+        """The exposure of the request ``ident``, for its feedback at ``ts``, answered
+        (:class:`InvalidEvent` as :meth:`waiting` says)."""
+        exposure = self.waiting(ident, ts)
+        del self.pending[ident]
         self._close(ident, _ANSWERED)
         self.joined += 1
         return exposure

@@ -127,9 +127,21 @@ def test_an_arm_that_was_promoted_in_between_is_scored_on_what_it_output_as_chal
     assert key.policy.experiment.pairs == 1  # the pair: the new champion's and the new challenger's outputs then
 
 
-def test_feedback_for_a_label_of_the_wrong_kind_is_rejected_and_the_request_stays_answered() -> None:
+def test_feedback_with_a_label_of_the_wrong_kind_is_rejected_and_the_request_waits_for_a_valid_one() -> None:
     key = ModelKey("k", PipelineConfig(model="linreg", drift="none"))
     key.serve({"f": 1.0}, ts=0, ident="r1")
     with pytest.raises(InvalidEvent, match="regression task needs a number"):
         key.feedback("r1", True, ts=1)
-    assert key.learned == 0 and key.exposures.stats()["joined"] == 1
+    assert key.learned == 0 and key.exposures.stats() == {"pending": 1, "joined": 0, "expired": 0, "rejected": 0}
+    key.feedback("r1", 2.5, ts=2)  # the label corrected
+    assert key.learned == 1 and key.exposures.stats()["joined"] == 1
+
+
+def test_feedback_later_than_the_ttl_after_its_request_is_refused_whatever_came_between() -> None:
+    key = ModelKey("k", PipelineConfig(model="logreg", drift="none", feedback_ttl_s=10))
+    key.serve({"f": 1.0}, ts=0, ident="r1")
+    key.serve({"f": 2.0}, ts=0, ident="r2")
+    with pytest.raises(InvalidEvent, match="came 10.001 s after its request, later than the feedback TTL of 10 s"):
+        key.feedback("r1", True, ts=10_001)  # nothing else came in between to move the clock
+    key.feedback("r2", True, ts=10_000)
+    assert key.learned == 1 and key.exposures.stats()["joined"] == 1
