@@ -209,15 +209,13 @@ class Checkpointing:
             state = pipeline.partitions.get(p)
             if state is not None:
                 positions[p] = min(state.replay_from, state.next_offset)
-        # Replay what a key's snapshot lacks, wherever it is older than its partition's replay
-        # point: one it fell back to past a refused newer one, or, on a partition whose every
-        # record was refused, any. (A key's newest snapshot is never older than the replay point,
-        # which is the first event not yet in a snapshot; one that is, say an older version
-        # written again into the topic by someone without the key, is made good the same way.)
-        for model in pipeline.models.values():
-            for p, offset in model.offsets.items():
-                if p in partitions and offset < positions.get(p, offset + 1):
-                    positions[p] = offset
+        unrecorded = {p for p in partitions if p not in positions}  # every version of its record refused
+        for record, model in ((record_key(key), m) for key, m in pipeline.models.items()):
+            if record not in self._fell_back and not unrecorded.intersection(model.offsets):
+                continue
+            for p, offset in model.offsets.items():  # replay what the key's older snapshot lacks
+                if p in partitions:
+                    positions[p] = min(positions.get(p, offset), offset)
         pipeline.snapshots.floors.update(positions)
         return positions
 
