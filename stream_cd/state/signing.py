@@ -8,9 +8,11 @@ state store but does not hold the key cannot make a worker load their bytes.
 Layout of a sealed blob: ``b"SCD1"`` + 32-byte HMAC + payload. The HMAC
 covers the record key too (``context``: ``model:<key>`` or ``partition:<n>``,
 not the ring slot), so a valid blob copied under another record is refused like
-a forged one. An older valid version of the same record written again is
-accepted; it cannot make a key skip events, since a restore replays whatever a
-key's snapshot lacks (:mod:`stream_cd.checkpointing`).
+a forged one. Nothing binds a blob to its version, though: an older valid
+version of the same record, written into the store again by someone who can
+write there, is taken for the newest (it verifies), and the key then resumes
+from it without the events since. Keep the checkpoints topic writable by the
+workers alone (ACLs).
 
 Keys rotate: ``STREAM_CD_STATE_KEY`` may hold several keys, comma-separated,
 newest first. A worker signs with the first and accepts a blob signed with
