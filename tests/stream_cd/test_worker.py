@@ -589,3 +589,21 @@ def test_a_partition_restored_from_its_older_record_sends_nothing_again(tmp_path
     decided, dead = (a + b for a, b in zip(outputs(first), outputs(second)))
     assert (decided, dead) == outputs(uninterrupted) and len(dead) == len(events[5::37])
     assert resumed.summary() == reference.summary()
+
+
+def test_a_key_idle_since_its_snapshot_does_not_make_a_restart_replay_from_its_last_event(tmp_path) -> None:
+    import orjson
+
+    from stream_cd.config import PipelineConfig
+    from stream_cd.embedded import DirectoryStore
+
+    events = [orjson.dumps({**orjson.loads(raw), "key": "idle" if i < 50 else "hot"})
+              for i, raw in enumerate(_sea_events(2_050))]
+    config = PipelineConfig(model="logreg", drift="none")
+    run_worker(EmbeddedTransport(events, store=DirectoryStore(tmp_path)), Pipeline(config), Topics(),
+               state_key=b"k" * 32)
+    resumed = Pipeline(config)
+    stats = run_worker(EmbeddedTransport(events + events[:10], store=DirectoryStore(tmp_path)), resumed, Topics(),
+                       state_key=b"k" * 32)
+    assert resumed.replayed == 0 and stats.consumed == 10  # only what came after the stop
+    assert resumed.models["idle"].learned == 50 + sum(1 for raw in events[:10] if b'"idle"' in raw)
