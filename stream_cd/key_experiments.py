@@ -82,8 +82,15 @@ class KeyExperiments:
         return exposure
 
     def _take_verdicts(self, ts: int) -> list[Decision]:
+        """Apply the verdicts the event led to, while their experiment runs: one stopped on the
+        same event (its control replaced by a promotion or a reset) has no verdict left."""
         verdicts, self._verdicts = self._verdicts, KeyExperiments._verdicts
-        return [d for v in verdicts for d in self.policy.on_experiment(self, v, ts)]  # type: ignore[union-attr]
+        decisions: list[Decision] = []
+        for verdict in verdicts:
+            if self.running is None:
+                break
+            decisions += self.policy.on_experiment(self, verdict, ts)  # type: ignore[union-attr]
+        return decisions
 
     def _learn_routed(self, exposure: Exposure, y: Any) -> tuple[Any, Any]:
         """Learning while an experiment runs: the champion first, then each live arm that served

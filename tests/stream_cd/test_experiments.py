@@ -189,3 +189,22 @@ def test_a_shadow_promotion_during_an_experiment_stops_it_its_control_is_gone() 
     stop = decisions[[d.action for d in decisions].index("stop")]
     assert "control, was replaced" in stop.evidence["reason"] and stop.experiment == "ab-c"
     assert p.model("k").running is None and "control was replaced" in p.model("k").last_experiment["state"]
+
+
+def test_a_verdict_on_the_event_whose_shadow_promotion_stopped_the_experiment_is_dropped() -> None:
+    """Both tests decide on one event: the shadow's promotion stops the experiment, and the
+    experiment's own verdict, queued on that event, has no experiment left to act on."""
+    from stream_cd.evaluation.paired import Verdict
+
+    cfg = PipelineConfig(model=NOISY, shadow=EXACT, drift="none", forgetting="off", task="classification")
+    rng = random.Random(1)
+    events = segment(rng, 50, range(10), lambda r: r % 2 == 0, 0) + [start("e", EXACT)]
+    p, _, _ = run(cfg, events)
+    key = p.model("k")
+    key.policy.experiment.update = lambda *_: Verdict("promote", {"forced": True})  # both decide on the next event
+    key.running.test.observe = lambda *_: Verdict("promote", {"winner": "fresh"})
+    unit = next(f"q{i}" for i in range(100) if key.running.route(f"q{i}") == "control")
+    outcome = p.process(orjson.dumps({"key": "k", "id": unit, "ts": 10**6, "x": {"r": 2}, "y": True}), ts=0, offset=51)
+    assert outcome.invalid is None
+    assert [(d.action, d.trigger) for d in outcome.decisions] == [("promote", "comparator"), ("stop", "experiment")]
+    assert key.running is None and key.champion.spec.name == EXACT
