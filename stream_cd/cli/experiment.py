@@ -50,8 +50,8 @@ def register(commands: argparse._SubParsersAction) -> None:
                        help="minimum detectable effect in the metric, for the sample size (default: 0.02)")
     start.add_argument("--power", type=probability, default=0.8, help="power the sample size is for (default: 0.8)")
     start.add_argument("--max-sample", type=positive_int, default=200_000, metavar="N",
-                       help="A/B/n: units, canary: units at one step, interleave: impressions, after which it "
-                       "ends with no significant difference (default: 200000)")
+                       help="A/B/n: units, interleave: impressions, after which it ends with no significant "
+                       "difference (default: 200000)")
     start.add_argument("--ramp", type=_numbers, metavar="P,P,...", help="canary: percent steps (default: 1,5,25,50,100)")
     start.add_argument("--guardrail-margin", type=positive_float, default=0.02, metavar="M",
                        help="canary: how much worse than the champion it may be and still advance (default: 0.02)")
@@ -96,8 +96,8 @@ def definition_from_args(args: argparse.Namespace) -> dict[str, Any]:
         arms.append({"name": name, "spec": spec})
     values: dict[str, Any] = {"name": args.name, "kind": args.kind, "arms": arms, "unit": args.unit,
                               "alpha": args.alpha, "mde": args.mde, "power": args.power, "learn": args.learn}
-    values["max_sample"] = args.max_sample
     if args.kind in ("ab", "interleave"):
+        values["max_sample"] = args.max_sample
         if args.weights:
             values["weights"] = args.weights  # refused for interleave, with the reason
     else:

@@ -19,9 +19,9 @@ decide), so the probability of any wrong advance or rollback over the whole
 ramp is at most ``alpha``. A request served at an earlier step counts only in
 that step's test (its share was that step's). As in an A/B test
 (:mod:`stream_cd.evaluation.abtest`), each step's test takes one reward per
-unit, that of the unit's first request at the step; a step that has seen
-``max_sample`` units without advancing or rolling back stops the canary (the
-champion goes on serving everyone).
+unit, that of the unit's first request at the step; the units a step has seen
+are kept in fixed memory (:class:`~stream_cd.evaluation.first_seen.FirstSeen`),
+however long it runs.
 
 A rollback needs only the "worse" side of the step's confidence sequence to
 cross, even after its "better" side has: a canary that did well early and then
@@ -50,6 +50,7 @@ from typing import Any
 
 from stream_cd.evaluation.abtest import bucket, unit_hash
 from stream_cd.evaluation.definition import CONTROL, ExperimentDefinition
+from stream_cd.evaluation.first_seen import FirstSeen
 from stream_cd.evaluation.paired import Verdict
 from stream_cd.evaluation.twosample import TwoSampleTest
 
@@ -75,12 +76,12 @@ class CanaryExperiment:
         self.history: list[dict[str, Any]] = []  # each finished step's evidence
         self.state = "running"
         self.scored = 0
-        self.units: set[int] = set()  # the units of the current step (their hashes) seen so far
+        self.units = FirstSeen()  # the units of the current step seen so far
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         if "units" not in state:  # pickled before canaries counted their units
-            self.units = set()
+            self.units = FirstSeen()
 
     @property
     def share(self) -> float:
@@ -91,19 +92,10 @@ class CanaryExperiment:
 
     def enter(self, unit: str, arm: str) -> tuple[bool, Verdict | None]:
         """A request of ``unit``: whether it is the unit's first at this step (the one the
-        step's test scores), and a ``stop`` once the step has seen ``max_sample`` units.
-        The ramp sets the split, so there is no sample ratio to check."""
+        step's test scores). The ramp sets the split, so there is no sample ratio to check."""
         if self.state != "running":
             return False, None
-        key = unit_hash(self.name, unit)
-        if key in self.units:
-            return False, None
-        self.units.add(key)
-        if len(self.units) >= self.definition.max_sample:
-            self.state = "done"
-            return True, Verdict("stop", {"reason": f"no decision at step {self.step} within "
-                                                    f"{self.definition.max_sample:,} units", **self.status()})
-        return True, None
+        return self.units.first(unit_hash(self.name, unit)), None
 
     def observe(self, arm: str, reward: float, epoch: int) -> Verdict | None:
         """The reward of a request ``arm`` served at step ``epoch``; a verdict when one is due."""
@@ -126,7 +118,7 @@ class CanaryExperiment:
         self.history.append({"share": self.share, **self.test.evidence()})
         self.step += 1
         self.test = TwoSampleTest(self.step_alpha)
-        self.units = set()
+        self.units = FirstSeen()
         if self.ramp[self.step] >= 1.0:
             self.state = "done"
             return Verdict("promote", {"winner": self.arm, **self.status()})

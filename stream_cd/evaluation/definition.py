@@ -62,9 +62,8 @@ class ExperimentDefinition:
         The tests' family-wise level; the minimum detectable effect (in the metric: accuracy
         points, or absolute error) and the power the sample size at start is computed for.
     max_sample
-        Units (A/B/n; a canary: at one step), or impressions (interleave), after which an
-        experiment without a significant result ends with "no significant difference" (a canary:
-        stops, the champion serving everyone).
+        Units (A/B/n), or impressions (interleave), after which an experiment without a significant
+        result ends with "no significant difference".
     ramp, guardrail_margin, step_min_sample
         Canary: the shares in percent it steps through; how much worse than the champion it may be
         and still advance; requests of the canary at a step before it may advance.
