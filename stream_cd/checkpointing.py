@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from stream_cd.errors import StateError, TransportError
-from stream_cd.pipeline import Pipeline
+from stream_cd.pipeline import PartitionState, Pipeline
 from stream_cd.state.newest import Version
 from stream_cd.state.records import model_key_of_record, record_key, store_key
 from stream_cd.state.signing import dump_state, dump_state_and_copy, open_sealed, unpickle_state
@@ -128,14 +128,17 @@ class Checkpointing:
     def _quiet_to_committed(self, partitions: list[int]) -> None:
         """A partition restored from an older record than its newest (which was refused)
         processes the messages up to its committed offset again, quietly: their outputs
-        were committed when they were first read (:attr:`Pipeline.quiet_below`)."""
+        were committed when they were first read (:class:`~stream_cd.pipeline.PartitionState`'s
+        ``quiet_below``, kept in its records until the replay is past it)."""
         for p in partitions:
             if record_key(partition=p) not in self._fell_back:
                 continue
             state = self.pipeline.partitions.get(p)
             committed = self.transport.committed_offset(p)
             if committed is not None and committed > (0 if state is None else state.next_offset):
-                self.pipeline.quiet_below[p] = committed
+                if state is None:
+                    state = self.pipeline.partitions[p] = PartitionState()
+                state.quiet_below = max(state.quiet_below, committed)
 
     def restore(self, partitions: list[int]) -> dict[int, int]:
         """Load the newest good snapshot of every model key stored beside ``partitions``,

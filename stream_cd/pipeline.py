@@ -9,8 +9,9 @@ Offsets make processing idempotent: a message at an offset a model key (or
 partition) has already taken in is skipped, so replaying from an older
 checkpoint never learns an event twice. A partition restored from an older
 record than its last commit (the newest was refused) takes in the messages
-up to that commit again, but quietly (``quiet_below``): what they decided,
-served or rejected was committed when they were first read.
+up to that commit again, but quietly (its ``quiet_below``, which its later
+records carry on): what they decided, served or rejected was committed when
+they were first read.
 
 >>> p = Pipeline(PipelineConfig(model="logreg", drift="none"))
 >>> p.process(b'{"key": "a", "x": {"f": 1.0}, "y": true}', ts=0, offset=0).invalid
@@ -75,14 +76,16 @@ def learned(outcome: Outcome) -> bool:
 
 @dataclass
 class PartitionState:
-    """Counts of one source partition, the next offset it will take in, and (as last
+    """Counts of one source partition, the next offset it will take in, (as last
     recorded) where a restore must start replaying it: the first event of a model key
-    not yet in a snapshot (:mod:`stream_cd.state.schedule`)."""
+    not yet in a snapshot (:mod:`stream_cd.state.schedule`), and the offset below which
+    its messages were committed with their outputs once already (``quiet_below``)."""
 
     next_offset: int = 0
     events: int = 0
     invalid: int = 0
     replay_from: int = 0
+    quiet_below: int = 0
 
 
 _SKIPPED = Outcome(skipped=True)
@@ -103,7 +106,6 @@ class Pipeline:
         self._dirty_partitions: set[int] = set()
         self._replay_moved = False  # a snapshot was taken: the replay points may have moved
         self.replayed = 0  # messages read again by restores (before their partition's committed position)
-        self.quiet_below: dict[int, int] = {}  # partition -> its committed offset, when restored from an older record
 
     # -- processing ------------------------------------------------------------
 
@@ -158,22 +160,9 @@ class Pipeline:
             except InvalidEvent as err:
                 part.invalid += 1
                 outcome = Outcome(invalid=err.reason)
-        if self.quiet_below and partition in self.quiet_below:
-            return self._quietly(outcome, partition, offset)
+        if offset < part.quiet_below:  # committed with its outputs once already: nothing goes out again
+            return _SKIPPED
         return outcome
-
-    def _quietly(self, outcome: Outcome, partition: int, offset: int) -> Outcome:
-        """Nothing of a message below its partition's committed offset goes out again.
-
-        >>> p = Pipeline(PipelineConfig(model="logreg", drift="none"))
-        >>> p.quiet_below[0] = 2
-        >>> [p.process(b"oops", ts=0, offset=i).invalid is None for i in range(3)], p.summary()["invalid"], p.quiet_below
-        ([True, True, False], 3, {})
-        """
-        below = self.quiet_below[partition]
-        if offset + 1 >= below:
-            del self.quiet_below[partition]  # at or past its last commit: what follows is new
-        return _SKIPPED if offset < below else outcome
 
     def take_batch(
         self,
@@ -371,7 +360,6 @@ class Pipeline:
         """Forget all state (it is restored from the last checkpoints)."""
         self.models.clear()
         self.partitions.clear()
-        self.quiet_below.clear()
         self.snapshots.reset()
         self._dirty_partitions.clear()
         self._replay_moved = False
@@ -388,7 +376,6 @@ class Pipeline:
         gone = set(partitions)
         for p in gone:
             self.partitions.pop(p, None)
-            self.quiet_below.pop(p, None)
             self._dirty_partitions.discard(p)
         dropped = [key for key, model in self.models.items() if model.offsets and set(model.offsets) <= gone]
         for key in dropped:

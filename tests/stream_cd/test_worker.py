@@ -6,6 +6,7 @@ import random
 import threading
 
 import orjson
+import pytest
 
 from stream_cd.config import PipelineConfig
 from stream_cd.simulate.datasets import generate
@@ -607,3 +608,50 @@ def test_a_key_idle_since_its_snapshot_does_not_make_a_restart_replay_from_its_l
                        state_key=b"k" * 32)
     assert resumed.replayed == 0 and stats.consumed == 10  # only what came after the stop
     assert resumed.models["idle"].learned == 50 + sum(1 for raw in events[:10] if b'"idle"' in raw)
+
+
+def test_a_quiet_replay_cut_short_by_a_crash_after_a_commit_stays_quiet_when_resumed(tmp_path) -> None:
+    """The two newest partition records are refused; the worker falls back three commits,
+    commits once during its quiet replay and is killed: the next restore still knows which
+    messages were committed with their outputs before, and sends none of them again."""
+    from stream_cd.config import PipelineConfig
+    from stream_cd.embedded import DirectoryStore
+
+    events = _sea_events(1_200)
+    events[5::37] = [b'{"x": "bad", "y": true}'] * len(events[5::37])
+    config = PipelineConfig(model="logreg", shadow="logreg", drift="adwin", version_every=25)
+    options = {"state_key": b"k" * 32, "commit_every_events": 200, "batch_size": 50}
+
+    def outputs(transport) -> tuple[list, list]:
+        return ([m.value for m in transport.topics["stream-cd.decisions"]],
+                [dict(m.headers)["stream-cd.origin"] for m in transport.topics["stream-cd.dead-letter"]])
+
+    def schedule() -> SnapshotSchedule:
+        return SnapshotSchedule(every_events=50)
+
+    uninterrupted = EmbeddedTransport(events)
+    run_worker(uninterrupted, Pipeline(config, snapshots=schedule()), Topics(), **options)
+    first = EmbeddedTransport(events[:700], store=DirectoryStore(tmp_path))
+    run_worker(first, Pipeline(config, snapshots=schedule()), Topics(), **options)
+    for record in sorted(tmp_path.glob("s*%2Fpartition%3A0.ckpt"), key=lambda f: f.read_bytes()[:8])[-2:]:
+        blob = bytearray(record.read_bytes())
+        blob[-1] ^= 0x01
+        record.write_bytes(bytes(blob))
+
+    class Killed(Exception):
+        pass
+
+    second = _Seekable(events, committed=700, store=DirectoryStore(tmp_path))
+    commit = second.commit
+
+    def commit_then_die(checkpoints=(), *, wait=True) -> None:
+        commit(checkpoints, wait=wait)
+        raise Killed(second.committed)
+
+    second.commit = commit_then_die
+    with pytest.raises(Killed, match="600"):  # inside the quiet replay, below the 700 committed before
+        run_worker(second, Pipeline(config, snapshots=schedule()), Topics(), **options)
+    third = _Seekable(events, committed=second.committed, store=DirectoryStore(tmp_path))
+    run_worker(third, Pipeline(config, snapshots=schedule()), Topics(), **options)
+    sent = [a + b + c for a, b, c in zip(outputs(first), outputs(second), outputs(third))]
+    assert tuple(sent) == outputs(uninterrupted)
