@@ -143,10 +143,10 @@ def test_max_sample_ends_it_with_no_significant_difference() -> None:
     assert ab.state == "done" and ab.units == 500
 
 
-def returning_users_run(seed: int) -> tuple[int, bool]:
+def returning_users_run(seed: int) -> tuple[bool, bool]:
     """One A/A test on 1,000 users of 50 requests each, in random order, whose accuracies differ
-    (Beta(12, 3): mean 0.8, sd 0.10): (the decision of the same test fed every request, +1, -1
-    or 0; whether the experiment, scoring each unit's first request, promoted anyone)."""
+    (Beta(12, 3): mean 0.8, sd 0.10): (whether the same test fed every request found the arm
+    better, whether the experiment, scoring each unit's first request, promoted it)."""
     rng = np.random.default_rng(seed)
     users, visits = 1_000, 50
     accuracy = rng.beta(12, 3, users)
@@ -154,7 +154,7 @@ def returning_users_run(seed: int) -> tuple[int, bool]:
     rewards = (rng.random(order.size) < accuracy[order]).astype(float)
     ab = ABExperiment(definition(), baseline=0.8, report_every=10**9)
     arms = [ab.assign(f"u{u}") for u in range(users)]
-    every = first_decision(rewards, np.array([arms[u] == "b" for u in order]), 0.5, alpha=0.05)[1]
+    every = first_decision(rewards, np.array([arms[u] == "b" for u in order]), 0.5, alpha=0.05)[1] == 1
     for u, reward in zip(order.tolist(), rewards.tolist()):
         scored, _ = ab.enter(f"u{u}", arms[u])
         if scored:
@@ -169,9 +169,9 @@ def test_returning_users_are_scored_once_so_an_aa_test_stays_valid() -> None:
     an A/A test decide falsely far more often than alpha; scored once per user it holds."""
     with ProcessPoolExecutor(max_workers=2) as pool:
         results = list(pool.map(returning_users_run, range(70_000, 70_000 + RUNS), chunksize=10))
-    every = sum(d != 0 for d, _ in results) / RUNS
+    every = sum(e for e, _ in results) / RUNS
     promoted = sum(p for _, p in results) / RUNS
-    print(f"\nA/A, 1,000 users x 50 requests, alpha 0.05: every request counted {every:.1%} decided; "
-          f"first request of each user {promoted:.1%} promoted")
-    assert every > 0.10  # the reason for scoring each unit once
+    print(f"\nA/A, 1,000 users x 50 requests, alpha 0.05: false winners with every request counted {every:.1%}, "
+          f"with each user's first request {promoted:.1%}")
+    assert every > 0.05  # the reason for scoring each unit once
     assert promoted <= 0.05
