@@ -45,6 +45,9 @@ __all__ = ["Event", "Control", "RankingRequest", "Clicks", "decode_event", "enco
 
 DEFAULT_KEY = "default"
 DEFAULT_MAX_EVENT_BYTES = 64 * 1024
+# Event times after this (the year 5138) are refused: a timestamp in microseconds or nanoseconds
+# would set a model key's clock centuries ahead, and every waiting request would expire at once.
+MAX_TS_MS = 10**14
 _MISSING = object()
 _SCALARS = frozenset((str, bool, int, float))  # what a feature value or a label may be
 _NUMBERS = frozenset((int, float))
@@ -247,6 +250,9 @@ def decode_event(raw: bytes, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Event:
     ts = get("ts")
     if ts is not None and (type(ts) is not int or ts < 0):
         raise InvalidEvent(f"ts is {ts!r}; it must be epoch milliseconds as a whole number")
+    if ts is not None and ts > MAX_TS_MS:
+        raise InvalidEvent(f"ts is {ts!r}, after the year 5000 if it were epoch milliseconds; it must be epoch milliseconds "
+                           f"(microseconds or nanoseconds divided by 1,000 or 1,000,000)")
     control = get("control")
     if control is not None:
         return _control(key, control, get("experiment"), ts)

@@ -14,6 +14,8 @@ starts a fresh challenger and is published as a ``retrain`` decision whose
 >>> clock = TimeTrigger(every_s=60)
 >>> [s for s in range(0, 200, 10) if clock.observe(s * 1000, s, 0.0)]
 [60, 120, 180]
+>>> clock.observe(10**14, 0, 0.0), clock.next_ms > 10**14, clock.observe(10**14 + 1000, 0, 0.0)  # a jump: fires once
+(True, True, False)
 >>> perf = PerformanceTrigger(threshold=0.8, window=10)
 >>> [i for i in range(40) if perf.observe(0, i, 0.0 if i < 20 else 1.0)]
 [22, 32]
@@ -21,9 +23,9 @@ starts a fresh challenger and is published as a ``retrain`` decision whose
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
-
 
 from stream_cd.errors import ConfigError
 
@@ -56,8 +58,9 @@ class TimeTrigger(Trigger):
             return False
         if ts_ms < self.next_ms:
             return False
-        while self.next_ms <= ts_ms:
-            self.next_ms += self.every_ms
+        self.next_ms += self.every_ms  # the next period; past several at once when time jumped ahead
+        if self.next_ms <= ts_ms:
+            self.next_ms += self.every_ms * (math.floor((ts_ms - self.next_ms) / self.every_ms) + 1)
         return True
 
 

@@ -60,6 +60,7 @@ def reason_of(raw: bytes, **kwargs) -> str:
         (b'{"ts": "yesterday", "x": {}}', ["ts is 'yesterday'", "epoch milliseconds"]),
         (b'{"ts": 1.5, "x": {}}', ["ts is 1.5"]),
         (b'{"ts": -1, "x": {}}', ["ts is -1"]),
+        (b'{"ts": 1732600000000000, "x": {}}', ["ts is 1732600000000000", "microseconds"]),
         (b'{"ts": true, "x": {}}', ["ts is True"]),
         (b'{"id": [1], "x": {}}', ["id is a list"]),
         (b'{"id": 1.5, "x": {}}', ["id is a number"]),
