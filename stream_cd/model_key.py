@@ -58,7 +58,7 @@ from stream_cd.key_roles import CHALLENGER, CHAMPION, KeyRoles
 from stream_cd.serving.exposures import NO_OUTPUT, Exposure, ExposureStore
 from stream_cd.serving.ranking import Rankings
 from stream_cd.serving.router import ShadowRouter
-from stream_cd.serving.sessions import LogitResidual, MeanShift, SessionStore, top_class
+from stream_cd.serving.sessions import LogitResidual, MeanShift, SessionStore, adapted_prediction, top_class
 
 if TYPE_CHECKING:
     from stream_cd.events import RankingRequest
@@ -241,7 +241,7 @@ class ModelKey(KeyRoles, KeyExperiments, KeyReport):
                 classification = self.task == "classification"
                 raw = champion.model.predict_proba_one(x) if classification else champion.model.predict_one(x)
                 adapter = sessions.get(session, ts)  # None for a new (or expired) session: it gets the global prediction
-                value = raw if adapter is None else adapter.predict(x, raw)
+                value = raw if adapter is None else adapted_prediction(adapter, x, raw)
                 adapted = (value, 0 if adapter is None else adapter.n)
                 served, own = (top_class(value), top_class(raw)) if classification else (value, raw)
         except Exception as err:  # a model that cannot use this event must not stop the worker

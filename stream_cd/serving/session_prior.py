@@ -159,6 +159,8 @@ class PopulationPrior:
         """One session's draw: ``(name, posterior mean, posterior precision)`` per coordinate."""
         var, draws = self._var, self._draws
         for name, mean, prec in posterior:
+            if not (prec > 0.0 and math.isfinite(mean) and math.isfinite(prec)):
+                continue  # a session pushed past what floats hold (extreme features) teaches nothing
             moment = mean * mean + 1.0 / prec  # E[w^2 | the session's data]
             self.draws += 1
             old = var.get(name)

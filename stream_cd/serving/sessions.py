@@ -38,6 +38,7 @@ True
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any
@@ -58,9 +59,26 @@ __all__ = [
     "ClassCounts",
     "MeanShift",
     "SessionStore",
+    "adapted_prediction",
     "as_proba",
     "top_class",
 ]
+
+
+def adapted_prediction(adapter: SessionAdapter, x: dict, global_pred: Any) -> Any:
+    """The session's adapted prediction, or the global one where the adaptation does not
+    hold finite numbers (a session's weights pushed past what floats hold by extreme
+    feature values): a session never serves NaN.
+
+    >>> class Broken:
+    ...     def predict(self, x, global_pred):
+    ...         return {True: float("nan"), False: float("nan")}
+    >>> adapted_prediction(Broken(), {}, {True: 0.7, False: 0.3})
+    {True: 0.7, False: 0.3}
+    """
+    value = adapter.predict(x, global_pred)
+    finite = all(map(math.isfinite, value.values())) if type(value) is dict else math.isfinite(value)
+    return value if finite else global_pred
 
 
 class SessionStore:
@@ -148,7 +166,7 @@ class SessionStore:
         adapter = self.get(session, ts)
         if adapter is None:
             return global_pred
-        return adapter.predict(x, global_pred)
+        return adapted_prediction(adapter, x, global_pred)
 
     def learn(self, session: Hashable, x: dict, y: Any, global_pred: Any, ts: int | None = None) -> None:
         """Update the session from its label; ``global_pred`` is the champion's prediction

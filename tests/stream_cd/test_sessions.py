@@ -154,3 +154,19 @@ def test_a_store_pickles_its_adapters_under_the_path_earlier_versions_import(ada
     assert b"session_adapters" not in blob and b"stream_cd.serving.sessions" in blob
     restored = pickle.loads(blob)
     assert type(restored.get("s")) is adapter
+
+
+def test_extreme_features_never_make_a_session_serve_nan_nor_reach_the_shared_prior() -> None:
+    """Finite but extreme values push a session's weights past what floats hold: it serves the
+    global prediction then, and its draws teach the population prior nothing."""
+    import math
+
+    store = SessionStore(LogitResidual, max_sessions=100, ttl_ms=None)
+    even = {False: 0.5, True: 0.5}
+    for i, (x, y) in enumerate([({"a": 2000.0, "b": 2000.0}, True)] * 3 + [({"a": 1e300, "b": 1e300}, False)]
+                               + [({"a": 1e300, "b": -1e300}, True)] * 4):
+        store.learn("extreme", x, y, even, ts=i)
+    assert store.predict("extreme", {"a": 1e300, "b": -1e300}, even) == even
+    assert all(math.isfinite(sd) for sd in store.prior.spreads().values())
+    store.learn("honest", {"a": 1.0, "c": 1.0}, True, even, ts=20)
+    assert all(math.isfinite(p) for p in store.predict("honest", {"a": 1.0, "c": 1.0}, even).values())
