@@ -367,10 +367,13 @@ class ModelKey(KeyRoles, KeyExperiments, KeyReport):
                 for arm, reason in failed if arm is self.challenger]
 
     def _held_back(self, x: dict, source: str | None) -> bool:
-        if self.range_guard is not None and not self.range_guard.admit(x):
+        """Whether a guard holds the event back; only an event both let through widens the range."""
+        if self.range_guard is not None and not self.range_guard.fits(x):
             self.held_back["range"] += 1
             return True
         if self.source_cap is not None and not self.source_cap.admit(source):  # source, else the session's user
             self.held_back["source"] += 1
             return True
+        if self.range_guard is not None:
+            self.range_guard.record(x)
         return False

@@ -3,13 +3,22 @@
 :class:`SourceCap` holds back an event when its source already made up
 ``cap`` of the last ``window`` learned events. :class:`RangeGuard` holds back
 an event with a numeric feature far outside the range learned so far
-(``factor`` times the range beyond either end), after a warm-up.
+(``factor`` times the range beyond either end), once that feature has had a
+warm-up of its own and has shown a range at all.
 
 >>> cap = SourceCap(cap=0.5, window=10)
 >>> [cap.admit("flood") for _ in range(7)]
 [True, True, True, True, True, False, False]
 >>> cap.admit("alice"), cap.admit(None)
 (True, True)
+
+A source at its cap is let in again as its own events leave the window: two
+sources taking turns under a cap of one half are both learned. With fewer
+sources than ``1 / cap`` and nothing else, learning pauses until others come.
+
+>>> cap = SourceCap(cap=0.5, window=10)
+>>> sum(cap.admit(source) for _ in range(500) for source in ("a", "b"))
+1000
 
 Its counts hold only the sources seen in the window: a source whose count
 falls to zero is dropped, so a stream of ever new sources (sessions, users)
@@ -23,6 +32,10 @@ keeps at most ``window`` entries.
 >>> guard = RangeGuard(factor=1.0, warmup=3)
 >>> [guard.admit({"a": v}) for v in (0.0, 10.0, 5.0, 25.0, 19.0)]
 [True, True, True, False, True]
+>>> [guard.admit({"a": 5.0, "late": v}) for v in (5.0, 6.0, 4.9, 100.0, 6.5)]  # "late" warms up on its own
+[True, True, True, False, True]
+>>> [guard.admit({"flag": v}) for v in (0.0, 0.0, 0.0, 1.0, 1.0)]  # a feature that had not varied is not held
+[True, True, True, True, True]
 """
 
 from __future__ import annotations
@@ -53,12 +66,15 @@ class SourceCap:
         self.counts: Counter[str | None] = Counter()
 
     def admit(self, source: str | None) -> bool:
-        """Whether an event of ``source`` may be learned; if so it is counted in the window."""
-        if source is not None and self.counts[source] >= self.limit:
-            return False
+        """Whether an event of ``source`` may be learned (the source's share of the window
+        with it, its oldest event gone if the window is full, within the cap); if so it is
+        counted in the window."""
         recent = self.recent
         counts = self.counts
-        if len(recent) == self.window:
+        full = len(recent) == self.window
+        if source is not None and counts[source] + 1 - (full and recent[0] == source) > self.limit:
+            return False
+        if full:
             oldest = recent.popleft()
             left = counts[oldest] - 1
             if left:
@@ -83,17 +99,31 @@ class RangeGuard:
         self.seen = 0
         self.low: dict[str, float] = {}
         self.high: dict[str, float] = {}
+        self._counts: dict[str, int] = {}  # learned events with each feature
 
     def admit(self, x: dict) -> bool:
         """Whether ``x`` lies within the guarded range; if so its values widen the range."""
-        low, high = self.low, self.high
-        if self.seen >= self.warmup:
-            for name, value in x.items():
-                if type(value) is bool or type(value) is str or name not in low:
-                    continue
-                margin = self.factor * (high[name] - low[name])
-                if value < low[name] - margin or value > high[name] + margin:
-                    return False
+        if not self.fits(x):
+            return False
+        self.record(x)
+        return True
+
+    def fits(self, x: dict) -> bool:
+        """Whether ``x`` lies within the guarded range (changing nothing). A feature is guarded
+        once it has been learned ``warmup`` times and has shown a range (a flag that was
+        always 0 so far, say, is not held for its first 1)."""
+        low, high, counts, warmup = self.low, self.high, self.counts, self.warmup
+        for name, value in x.items():
+            if type(value) is bool or type(value) is str or counts.get(name, 0) < warmup:
+                continue
+            width = high[name] - low[name]
+            if width > 0 and (value < low[name] - self.factor * width or value > high[name] + self.factor * width):
+                return False
+        return True
+
+    def record(self, x: dict) -> None:
+        """Widen the range with the values of ``x``, an event that is learned."""
+        low, high, counts = self.low, self.high, self.counts
         for name, value in x.items():
             if type(value) is bool or type(value) is str:
                 continue
@@ -104,5 +134,13 @@ class RangeGuard:
                     high[name] = value
             else:
                 low[name] = high[name] = value
+            counts[name] = counts.get(name, 0) + 1
         self.seen += 1
-        return True
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """How many learned events had each feature (a guard pickled before: each at ``seen``)."""
+        counts = self.__dict__.get("_counts")
+        if counts is None:
+            counts = self._counts = dict.fromkeys(self.low, self.seen)
+        return counts

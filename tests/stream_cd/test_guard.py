@@ -63,12 +63,13 @@ def test_range_guard_holds_back_far_outliers_only_when_on() -> None:
 
 
 def _reference_admits(cap: float, window: int, sources: list[str | None]) -> list[bool]:
-    """The source cap written out plainly: count the source among the last ``window`` admitted."""
+    """The source cap written out plainly: the source's count in the window of the last
+    ``window`` admitted events, with this one in it (and the oldest gone if it was full)."""
     admitted: list[str | None] = []
     decisions = []
     for source in sources:
-        recent = admitted[-window:]
-        ok = source is None or recent.count(source) < cap * window
+        window_with_it = admitted[-window + 1:] if window > 1 else []
+        ok = source is None or window_with_it.count(source) + 1 <= cap * window
         if ok:
             admitted.append(source)
         decisions.append(ok)
@@ -101,3 +102,15 @@ def test_source_cap_sheds_the_zero_counts_of_an_older_checkpoint() -> None:
     cap.counts.update({f"gone-{i}": 0 for i in range(100)})  # what an older version pickled
     cap.admit("a")
     assert dict(cap.counts) == {"a": 1}
+
+
+def test_events_the_source_cap_holds_back_do_not_widen_the_range_guard() -> None:
+    """A source past its cap cannot stretch the range step by step for a later source to use."""
+    key = ModelKey("k", PipelineConfig(model="logreg", drift="none", range_guard=3.0, range_warmup=20,
+                                       source_cap=0.5, source_window=40))
+    for i in range(40):
+        key.learn({"f": float(i % 10)}, i % 2 == 0, ts=i, source="alice" if i % 2 else "bob")
+    for i in range(60):  # "mallory" takes her half, then is capped while her values grow 3.9 times each time
+        key.learn({"f": 9.0 * 3.9 ** max(0, i - 19)}, True, ts=40 + i, source="mallory")
+    assert key.held_back["source"] >= 1 and key.range_guard.high["f"] == 9.0  # held back, they taught it nothing
+    assert key.learn({"f": 1e22}, True, ts=100, source="carol") == [] and key.held_back["range"] >= 1
