@@ -61,7 +61,8 @@ class PipelineConfig:
         learned events from any one ``source`` (None: off).
     range_guard, range_warmup
         Poisoning guard: hold back events with a numeric feature more than ``range_guard``
-        times its learned range outside it, after ``range_warmup`` events (None: off).
+        times its learned range outside it, once that feature has been learned ``range_warmup`` times
+        and has shown a range (None: off).
     session_adaptation, max_sessions, session_ttl_s
         Cold-start adaptation of predictions to each ``session`` from its own feedback (on by
         default; it only acts on events that carry a session), at most ``max_sessions`` per
