@@ -22,7 +22,8 @@ cannot read predictions, and 504 naming the request id when no worker answered
 in time (no worker holds that model key, or none publishes predictions). When
 some requests of a list were answered and others not, the error's ``served``
 holds the answers that came, so none is lost; a failed feedback list says which
-ids were ``produced`` and which ``failed``.
+ids were ``produced``, which ``failed`` and which are ``unconfirmed`` (they may
+still land: retry only the failed ones).
 
 Every request goes through Kafka, so every request and every served prediction
 is a message in a replayable log: the exposures a worker keeps for delayed
@@ -299,14 +300,14 @@ def make_app(settings: ServeSettings, send: Send, waiting: Waiting, healthy: Cal
         await asyncio.wait(sends, timeout=timeout)
         ids = [ident for ident, _, _ in labels]
         produced = [i for i, sent in zip(ids, sends) if sent.done() and sent.exception() is None]
-        if len(produced) < len(ids):  # which ones landed, so that a retry sends only the others
-            errors = [sent.exception() for sent in sends if sent.done() and sent.exception() is not None]
+        if len(produced) < len(ids):  # say which landed, which failed and which may yet land
+            failed = [(i, sent.exception()) for i, sent in zip(ids, sends) if sent.done() and sent.exception() is not None]
+            unconfirmed = [i for i, sent in zip(ids, sends) if not sent.done()]
             for sent in sends:
-                sent.cancel()  # a cancelled wait; the producer may still deliver it
-            failed = [i for i in ids if i not in set(produced)]
-            reason = f"{errors[0]}" if errors else f"the broker did not take it within {timeout:g} s"
-            raise _Answer(504 if not errors else 503, f"feedback {failed[0]!r} could not be produced to "
-                          f"{topics.events!r}: {reason}", produced=produced, failed=failed)
+                sent.cancel()  # the wait only: the producer may still deliver what is unconfirmed
+            first, reason = failed[0] if failed else (unconfirmed[0], f"the broker did not take it within {timeout:g} s")
+            raise _Answer(503 if failed else 504, f"feedback {first!r} could not be produced to {topics.events!r}: "
+                          f"{reason}", produced=produced, failed=[i for i, _ in failed], unconfirmed=unconfirmed)
         return web.json_response({"produced": len(labels), "ids": ids}, status=202, dumps=_dumps)
 
     async def healthz(request: web.Request) -> web.Response:

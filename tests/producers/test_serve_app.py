@@ -226,7 +226,7 @@ def test_a_feedback_list_that_fails_in_part_says_which_labels_were_produced() ->
         response = await client.post("/feedback", data=labels)
         body = await response.json()
         assert response.status == 503 and "broker says no" in body["error"]
-        assert (body["produced"], body["failed"]) == (["r1", "r3"], ["r2"])
+        assert (body["produced"], body["failed"], body["unconfirmed"]) == (["r1", "r3"], ["r2"], [])
 
     run(check, fail="r2")
 
