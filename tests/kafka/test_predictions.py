@@ -125,7 +125,7 @@ def test_predictions_file_lines_after_kill_minus_nine_are_never_repeated(kafka_b
     both (a commit that landed in the moment before the kill may leave its lines in neither)."""
     stream = requests_among_labeled(20_000, seed=3, every=4)
     flags = ("--model", "logreg", "--shadow", "none", "--commit-every-events", "2000", "--commit-every-seconds", "1",
-             "--worker-id", "w1")
+             "--batch-size", "500", "--worker-id", "w1")  # a commit covers fewer than 2,000 + 500 events
 
     def lines(path) -> list[tuple]:  # a request's ts is when it was served: not compared
         return [tuple((k, v) for k, v in orjson.loads(line).items() if k != "ts") for line in path.read_bytes().splitlines()]
@@ -152,4 +152,4 @@ def test_predictions_file_lines_after_kill_minus_nine_are_never_repeated(kafka_b
     assert len(killed) >= 6_000 and killed == reference[: len(killed)]
     assert restarted == reference[len(reference) - len(restarted):]
     assert len(killed) + len(restarted) <= len(reference)  # nothing repeated
-    assert len(killed) + len(restarted) >= len(reference) - 2_000  # at most the one commit that landed as it died
+    assert len(killed) + len(restarted) >= len(reference) - 2_500  # at most the one commit that landed as it died
