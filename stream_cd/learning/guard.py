@@ -140,7 +140,7 @@ class RangeGuard:
     @property
     def counts(self) -> dict[str, int]:
         """How many learned events had each feature (a guard pickled before: each at ``seen``)."""
-        counts = self.__dict__.get("_counts")
+        counts = getattr(self, "_counts", None)  # (not __dict__: asking for it would move the attributes there)
         if counts is None:
             counts = self._counts = dict.fromkeys(self.low, self.seen)
         return counts
