@@ -556,6 +556,26 @@ class _Seekable(EmbeddedTransport):
         self.position = offset
 
 
+def _with_bad_lines(n: int) -> list[bytes]:
+    """``n`` SEA events, every 37th (from the 6th) not valid: dead letters to count."""
+    events = _sea_events(n)
+    events[5::37] = [b'{"x": "bad", "y": true}'] * len(events[5::37])
+    return events
+
+
+def _outputs(transport: EmbeddedTransport) -> tuple[list, list]:
+    """The decisions a transport was sent, and the origins of its dead letters."""
+    return ([m.value for m in transport.topics["stream-cd.decisions"]],
+            [dict(m.headers)["stream-cd.origin"] for m in transport.topics["stream-cd.dead-letter"]])
+
+
+def _refuse_newest_partition_records(directory, count: int) -> None:
+    for record in sorted(directory.glob("s*%2Fpartition%3A0.ckpt"), key=lambda f: f.read_bytes()[:8])[-count:]:
+        blob = bytearray(record.read_bytes())
+        blob[-1] ^= 0x01
+        record.write_bytes(bytes(blob))
+
+
 def test_a_partition_restored_from_its_older_record_sends_nothing_again(tmp_path) -> None:
     """The newest partition record is refused: the restore resumes from the one before it and
     takes in again the messages up to the last commit, and none of their decisions or dead
@@ -563,14 +583,10 @@ def test_a_partition_restored_from_its_older_record_sends_nothing_again(tmp_path
     from stream_cd.config import PipelineConfig
     from stream_cd.embedded import DirectoryStore
 
-    events = _sea_events(1_200)
-    events[5::37] = [b'{"x": "bad", "y": true}'] * len(events[5::37])
+    events = _with_bad_lines(1_200)
     config = PipelineConfig(model="logreg", shadow="logreg", drift="adwin", version_every=25)
     options = {"state_key": b"k" * 32, "commit_every_events": 200, "batch_size": 50}
-
-    def outputs(transport) -> tuple[list, list]:
-        return ([m.value for m in transport.topics["stream-cd.decisions"]],
-                [dict(m.headers)["stream-cd.origin"] for m in transport.topics["stream-cd.dead-letter"]])
+    outputs = _outputs
 
     uninterrupted = EmbeddedTransport(events)
     reference = Pipeline(config, snapshots=SnapshotSchedule(every_events=50))
@@ -578,10 +594,7 @@ def test_a_partition_restored_from_its_older_record_sends_nothing_again(tmp_path
 
     first = EmbeddedTransport(events[:700], store=DirectoryStore(tmp_path))
     run_worker(first, Pipeline(config, snapshots=SnapshotSchedule(every_events=50)), Topics(), **options)
-    records = sorted(tmp_path.glob("s*%2Fpartition%3A0.ckpt"), key=lambda f: f.read_bytes()[:8])
-    blob = bytearray(records[-1].read_bytes())
-    blob[-1] ^= 0x01  # the newest partition record is refused
-    records[-1].write_bytes(bytes(blob))
+    _refuse_newest_partition_records(tmp_path, 1)
 
     second = _Seekable(events, committed=700, store=DirectoryStore(tmp_path))
     resumed = Pipeline(config, snapshots=SnapshotSchedule(every_events=50))
@@ -617,14 +630,10 @@ def test_a_quiet_replay_cut_short_by_a_crash_after_a_commit_stays_quiet_when_res
     from stream_cd.config import PipelineConfig
     from stream_cd.embedded import DirectoryStore
 
-    events = _sea_events(1_200)
-    events[5::37] = [b'{"x": "bad", "y": true}'] * len(events[5::37])
+    events = _with_bad_lines(1_200)
     config = PipelineConfig(model="logreg", shadow="logreg", drift="adwin", version_every=25)
     options = {"state_key": b"k" * 32, "commit_every_events": 200, "batch_size": 50}
-
-    def outputs(transport) -> tuple[list, list]:
-        return ([m.value for m in transport.topics["stream-cd.decisions"]],
-                [dict(m.headers)["stream-cd.origin"] for m in transport.topics["stream-cd.dead-letter"]])
+    outputs = _outputs
 
     def schedule() -> SnapshotSchedule:
         return SnapshotSchedule(every_events=50)
@@ -633,10 +642,7 @@ def test_a_quiet_replay_cut_short_by_a_crash_after_a_commit_stays_quiet_when_res
     run_worker(uninterrupted, Pipeline(config, snapshots=schedule()), Topics(), **options)
     first = EmbeddedTransport(events[:700], store=DirectoryStore(tmp_path))
     run_worker(first, Pipeline(config, snapshots=schedule()), Topics(), **options)
-    for record in sorted(tmp_path.glob("s*%2Fpartition%3A0.ckpt"), key=lambda f: f.read_bytes()[:8])[-2:]:
-        blob = bytearray(record.read_bytes())
-        blob[-1] ^= 0x01
-        record.write_bytes(bytes(blob))
+    _refuse_newest_partition_records(tmp_path, 2)
 
     class Killed(Exception):
         pass
