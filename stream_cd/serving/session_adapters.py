@@ -5,7 +5,10 @@ logistic correction of the class probabilities, the default for
 classification), :class:`ClassCounts` (the session's base rate) and
 :class:`MeanShift` (regression: the session's mean residual). They are held,
 bounded and expired, by :class:`stream_cd.serving.sessions.SessionStore`,
-which says how they were chosen.
+which says how they were chosen. A :class:`LogitResidual` corrects at most
+:data:`MAX_NAMES` coordinates a class (each value of a string feature is one):
+a session that shows more learns the first ones only, so no session grows
+without bound.
 
 Checkpoints name these classes by ``stream_cd.serving.sessions``
 (:data:`PICKLED_AS`), which offers them too, the path earlier versions of
@@ -39,9 +42,11 @@ __all__ = [
     "MeanShift",
     "as_proba",
     "top_class",
+    "MAX_NAMES",
 ]
 
 _EPS = 1e-6
+MAX_NAMES = 256  # coordinates a LogitResidual corrects, each class: the offset and the first features seen
 
 
 def _logit(p: float) -> float:
@@ -259,6 +264,8 @@ class LogitResidual(SessionAdapter):
             for name, v in inputs:
                 prec = hc.get(name)
                 if prec is None:
+                    if len(hc) >= MAX_NAMES:
+                        continue  # a session's coordinates are bounded: new ones beyond it are not learned
                     if population is None:
                         prec = prior_b if name is _BIAS else prior_f
                     else:

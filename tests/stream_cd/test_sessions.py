@@ -170,3 +170,15 @@ def test_extreme_features_never_make_a_session_serve_nan_nor_reach_the_shared_pr
     assert all(math.isfinite(sd) for sd in store.prior.spreads().values())
     store.learn("honest", {"a": 1.0, "c": 1.0}, True, even, ts=20)
     assert all(math.isfinite(p) for p in store.predict("honest", {"a": 1.0, "c": 1.0}, even).values())
+
+
+def test_a_session_of_ever_new_string_values_stays_bounded() -> None:
+    from stream_cd.serving.session_adapters import MAX_NAMES
+
+    store = SessionStore(LogitResidual, max_sessions=10, ttl_ms=None)
+    even = {False: 0.5, True: 0.5}
+    for i in range(5_000):
+        store.learn("browsing", {"page": f"p{i}", "f": 1.0}, i % 3 == 0, even, ts=i)
+    adapter = store.get("browsing")
+    assert all(len(w) == MAX_NAMES for w in adapter._w.values()) and len(pickle.dumps(adapter)) < 40_000
+    assert adapter.predict({"page": "p1", "f": 1.0}, even) != adapter.predict({"page": "p4999", "f": 1.0}, even)
