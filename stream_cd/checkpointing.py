@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from stream_cd.errors import StateError, TransportError
-from stream_cd.pipeline import PartitionState, Pipeline
+from stream_cd.pipeline import Pipeline
 from stream_cd.state.newest import Version
 from stream_cd.state.records import model_key_of_record, record_key, store_key
 from stream_cd.state.signing import dump_state, dump_state_and_copy, open_sealed, unpickle_state
@@ -131,13 +131,11 @@ class Checkpointing:
         were committed when they were first read (:class:`~stream_cd.pipeline.PartitionState`'s
         ``quiet_below``, kept in its records until the replay is past it)."""
         for p in partitions:
-            if record_key(partition=p) not in self._fell_back:
-                continue
             state = self.pipeline.partitions.get(p)
+            if state is None or record_key(partition=p) not in self._fell_back:
+                continue  # (with no record left at all, it resumes from the committed offset itself)
             committed = self.transport.committed_offset(p)
-            if committed is not None and committed > (0 if state is None else state.next_offset):
-                if state is None:
-                    state = self.pipeline.partitions[p] = PartitionState()
+            if committed is not None and committed > state.next_offset:
                 state.quiet_below = max(state.quiet_below, committed)
 
     def restore(self, partitions: list[int]) -> dict[int, int]:
